@@ -1,0 +1,95 @@
+"""Serve a WSGI application (web.py or plain WSGI) over FastCGI with flup.
+
+lighttpd spawns this through ``bin-path`` with the listening socket on fd 0;
+systemd hands it a socket the same way (``StandardInput=socket``); or it binds
+an address itself with ``--bind``.
+
+Why not web.py's own ``app.run()``: web.py guesses FastCGI mode from the
+environment, silently falls back to its development server, and starts flup
+with request multiplexing on (an extra thread per request, measurably slower).
+This launcher decides explicitly and keeps web.py's debug mode off unless asked.
+"""
+
+import argparse
+import importlib
+import os
+import sys
+
+
+def parse_bind(value):
+    """Turn ``--bind`` into flup's bindAddress: None (fd 0), a path, or (host, port)."""
+    if value in (None, "", "fd:0"):
+        return None
+    if value.startswith("unix:"):
+        path = value[len("unix:"):]
+        if not path.startswith("/"):
+            raise ValueError("unix socket path must be absolute: %r" % value)
+        return path
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("expected fd:0, unix:/path or HOST:PORT, got %r" % value)
+    return (host.strip("[]") or "0.0.0.0", int(port))
+
+
+def parse_entry(value):
+    """Split ``module:attribute`` into its two parts."""
+    module, sep, attribute = value.partition(":")
+    if not sep or not module or not attribute:
+        raise ValueError("expected module:attribute, got %r" % value)
+    return module, attribute
+
+
+def load_application(entry, debug):
+    """Import the entry point with web.py's debug mode set beforehand."""
+    try:
+        import web  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        web = None
+    if web is not None:
+        # Must happen before the app module builds its application and renderers.
+        web.config.debug = debug
+    module_name, attribute = parse_entry(entry)
+    target = getattr(importlib.import_module(module_name), attribute)
+    if hasattr(target, "wsgifunc"):
+        return target.wsgifunc()
+    if not callable(target):
+        raise TypeError("%s is neither a web.py application nor a WSGI callable" % entry)
+    return target
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--app-dir", required=True, help="directory holding the app's modules")
+    parser.add_argument("--entry", required=True, help="WSGI entry point, module:attribute")
+    parser.add_argument("--bind", default=None, help="fd:0 (default), unix:/path or HOST:PORT")
+    parser.add_argument("--max-threads", type=int, default=32,
+                        help="upper bound of request threads in this process")
+    parser.add_argument("--debug", action="store_true", help="web.py debug mode (never in production)")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.max_threads < 1:
+        raise SystemExit("--max-threads must be at least 1")
+    # web.py builds links from REAL_SCRIPT_NAME; the front-end rewrites every
+    # path to the FastCGI prefix, which must not leak into generated URLs.
+    os.environ.setdefault("REAL_SCRIPT_NAME", "")
+    os.chdir(args.app_dir)
+    sys.path.insert(0, args.app_dir)
+    application = load_application(args.entry, args.debug)
+
+    from flup.server.fcgi import WSGIServer  # pylint: disable=import-outside-toplevel
+
+    server = WSGIServer(
+        application,
+        bindAddress=parse_bind(args.bind),
+        multiplexed=False,
+        maxThreads=args.max_threads,
+        debug=False,
+    )
+    server.run()
+
+
+if __name__ == "__main__":
+    main()
