@@ -1,0 +1,97 @@
+"""Helpers shared by the molecule scenarios' testinfra tests.
+
+Requests go from the controller to the test host's address over the podman
+network: real HTTP through lighttpd, no proxy in between.
+"""
+
+import json
+import os
+import re
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE_APP = REPO / "roles" / "webpy_app" / "files" / "example"
+
+# Requests to test hosts must never go through a proxy from the environment.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    @property
+    def text(self):
+        return self.body.decode("utf-8", "replace")
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def host_address(host):
+    """First global IPv4 address of a test host."""
+    out = host.check_output("ip -4 -o addr show scope global")
+    match = re.search(r"inet (\d+\.\d+\.\d+\.\d+)/", out)
+    assert match, "no IPv4 address on %s: %s" % (host.backend.host, out)
+    return match.group(1)
+
+
+def http(address, path, method="GET", data=None, port=80, timeout=10):
+    """One HTTP request; returns a Response for any status code."""
+    body = urllib.parse.urlencode(data).encode() if data is not None else None
+    request = urllib.request.Request("http://%s:%d%s" % (address, port, path), data=body, method=method)
+    try:
+        with _OPENER.open(request, timeout=timeout) as resp:
+            return Response(resp.status, resp.headers, resp.read())
+    except urllib.error.HTTPError as err:
+        return Response(err.code, err.headers, err.read())
+
+
+def wait_for(address, path="/", status=200, seconds=30):
+    """Poll until path answers with status; bounded in time."""
+    deadline = time.monotonic() + seconds
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = http(address, path, timeout=3)
+            if last.status == status:
+                return last
+        except OSError as err:
+            last = err
+        time.sleep(0.5)
+    raise AssertionError("%s%s did not answer %d within %ds (last: %r)" % (address, path, status, seconds, last))
+
+
+def marker():
+    return uuid.uuid4().hex
+
+
+def fcgi_processes(host):
+    """(user, pid, ppid) of every process running the FastCGI launcher."""
+    out = host.check_output("ps -eo user:32,pid,ppid,args --no-headers")
+    procs = []
+    for line in out.splitlines():
+        user, pid, ppid, args = line.split(None, 3)
+        if "lightweb_fcgi.py" in args and "ps -eo" not in args:
+            procs.append((user, int(pid), int(ppid)))
+    return procs
+
+
+def run_playbook(limit, *extra_args, playbook="site.yml"):
+    """Run a playbook of this checkout against the scenario's inventory."""
+    inventory = os.environ.get("MOLECULE_INVENTORY_FILE") or os.path.join(
+        os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "inventory")
+    cmd = ["ansible-playbook", "-i", inventory, "--limit", limit, str(REPO / playbook), *extra_args]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+
+
+def file_checksum(host, path):
+    return host.check_output("sha256sum %s" % path).split()[0]
