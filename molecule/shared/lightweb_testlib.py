@@ -4,6 +4,7 @@ Requests go from the controller to the test host's address over the podman
 network: real HTTP through lighttpd, no proxy in between.
 """
 
+import collections
 import json
 import os
 import re
@@ -74,14 +75,17 @@ def marker():
     return uuid.uuid4().hex
 
 
+FcgiProcess = collections.namedtuple("FcgiProcess", "user pid ppid")
+
+
 def fcgi_processes(host):
-    """(user, pid, ppid) of every process running the FastCGI launcher."""
+    """Every process running the FastCGI launcher."""
     out = host.check_output("ps -eo user:32,pid,ppid,args --no-headers")
     procs = []
     for line in out.splitlines():
         user, pid, ppid, args = line.split(None, 3)
         if "lightweb_fcgi.py" in args and "ps -eo" not in args:
-            procs.append((user, int(pid), int(ppid)))
+            procs.append(FcgiProcess(user, int(pid), int(ppid)))
     return procs
 
 

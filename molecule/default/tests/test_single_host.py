@@ -61,7 +61,7 @@ def test_json_endpoint_names_the_process_that_answered(host, addr):
     info = resp.json()
     assert info["app"] == "lightweb-example"
     assert info["host"] == host.check_output("hostname")
-    assert info["pid"] in {pid for _, pid, _ in fcgi_processes(host)}
+    assert info["pid"] in {p.pid for p in fcgi_processes(host)}
 
 
 def test_form_posts_back_escaped(addr):
@@ -98,9 +98,9 @@ def test_python_backup_and_hidden_files_are_refused(host, addr):
 def test_fastcgi_processes_run_as_the_app_user(host):
     procs = fcgi_processes(host)
     assert len(procs) == MAX_PROCS
-    assert {user for user, _, _ in procs} == {APP_USER}
+    assert {p.user for p in procs} == {APP_USER}
     lighttpd_pid = int(host.check_output("systemctl show -p MainPID --value lighttpd"))
-    assert {ppid for _, _, ppid in procs} == {lighttpd_pid}
+    assert {p.ppid for p in procs} == {lighttpd_pid}
     for n in range(MAX_PROCS):
         sock = host.file("/run/lighttpd-fastcgi/app.sock-%d" % n)
         assert sock.is_socket
@@ -129,13 +129,13 @@ def test_configuration_passes_lighttpd_full_check(host):
 
 
 def test_stack_serves_again_after_restart(host, addr):
-    before = {pid for _, pid, _ in fcgi_processes(host)}
+    before = {p.pid for p in fcgi_processes(host)}
     host.run_expect([0], "systemctl restart lighttpd")
     resp = wait_for(addr, "/")
     assert "Hello from web.py" in resp.text
     after = fcgi_processes(host)
     assert len(after) == MAX_PROCS
-    assert not before & {pid for _, pid, _ in after}
+    assert not before & {p.pid for p in after}
 
 
 def test_logs_rotate_and_logging_continues(host, addr):

@@ -1,0 +1,68 @@
+"""Unit tests of the FastCGI launcher shipped by the webpy_app role."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "roles" / "webpy_app" / "files"))
+
+import lightweb_fcgi  # noqa: E402  pylint: disable=wrong-import-position
+
+
+@pytest.mark.parametrize("value, expected", [
+    (None, None),
+    ("", None),
+    ("fd:0", None),
+    ("unix:/run/webpy/app.sock", "/run/webpy/app.sock"),
+    ("127.0.0.1:9000", ("127.0.0.1", 9000)),
+    (":9000", ("0.0.0.0", 9000)),
+    ("[::1]:9000", ("::1", 9000)),
+])
+def test_parse_bind_accepts(value, expected):
+    assert lightweb_fcgi.parse_bind(value) == expected
+
+
+@pytest.mark.parametrize("value", ["unix:relative.sock", "127.0.0.1", "host:0", "host:70000", "host:http"])
+def test_parse_bind_rejects(value):
+    with pytest.raises(ValueError):
+        lightweb_fcgi.parse_bind(value)
+
+
+def test_parse_entry():
+    assert lightweb_fcgi.parse_entry("pkg.module:app") == ("pkg.module", "app")
+    for bad in ("app", ":app", "app:", ""):
+        with pytest.raises(ValueError):
+            lightweb_fcgi.parse_entry(bad)
+
+
+def test_load_application_serves_wsgi_callables(tmp_path, monkeypatch):
+    (tmp_path / "plainwsgi.py").write_text(
+        "def application(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [b'plain']\n"
+        "NOT_CALLABLE = 42\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    app = lightweb_fcgi.load_application("plainwsgi:application", debug=False)
+    seen = {}
+    body = app({}, lambda status, headers: seen.update(status=status))
+    assert list(body) == [b"plain"] and seen["status"] == "200 OK"
+    with pytest.raises(TypeError):
+        lightweb_fcgi.load_application("plainwsgi:NOT_CALLABLE", debug=False)
+
+
+def test_load_application_unwraps_webpy_apps(tmp_path, monkeypatch):
+    (tmp_path / "fakewebpy.py").write_text(
+        "class App:\n"
+        "    def wsgifunc(self):\n"
+        "        return 'the wsgi function'\n"
+        "app = App()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert lightweb_fcgi.load_application("fakewebpy:app", debug=False) == "the wsgi function"
+
+
+def test_main_rejects_zero_threads():
+    with pytest.raises(SystemExit):
+        lightweb_fcgi.main(["--app-dir", "/", "--entry", "a:b", "--max-threads", "0"])
