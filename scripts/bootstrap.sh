@@ -13,7 +13,7 @@ ansible_bundle_version=12.3.0
 
 if [ "${LIGHTWEB_SKIP_APT:-0}" != 1 ]; then
   missing=()
-  for pkg in podman runc mmdebstrap python3-venv git uidmap; do
+  for pkg in podman runc mmdebstrap python3-venv git uidmap curl; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
   done
   if [ ${#missing[@]} -gt 0 ]; then
