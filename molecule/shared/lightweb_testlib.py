@@ -99,3 +99,43 @@ def run_playbook(limit, *extra_args, playbook="site.yml"):
 
 def file_checksum(host, path):
     return host.check_output("sha256sum %s" % path).split()[0]
+
+
+def inventory_path():
+    return os.environ.get("MOLECULE_INVENTORY_FILE") or os.path.join(
+        os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "inventory")
+
+
+def exported_inventory():
+    """The scenario's inventory with every variable inline, as a dict."""
+    out = subprocess.run(["ansible-inventory", "-i", inventory_path(), "--list", "--yaml", "--export"],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    import yaml  # pylint: disable=import-outside-toplevel
+    return yaml.safe_load(out)
+
+
+def run_playbook_with_inventory(inventory, limit, playbook, tmp_path):
+    """Run a playbook of this checkout against an edited copy of the inventory."""
+    import yaml  # pylint: disable=import-outside-toplevel
+    path = tmp_path / "inventory.yml"
+    path.write_text(yaml.safe_dump(inventory))
+    cmd = ["ansible-playbook", "-i", str(path), "--limit", limit, str(REPO / playbook)]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900, check=False)
+
+
+def tcp_connects(host, address, port, timeout=3):
+    """Whether `host` (a testinfra host) can open a TCP connection to address:port."""
+    code = ("import socket,sys\n"
+            "try:\n socket.create_connection((%r, %d), timeout=%d).close()\n"
+            "except OSError as e:\n print(type(e).__name__); sys.exit(1)\n") % (address, port, timeout)
+    return host.run("python3 -c %s", code).rc == 0
+
+
+def serving_hosts(address, count, path="/api/info"):
+    """Ask `count` times which app server answered; returns a Counter of host names."""
+    seen = collections.Counter()
+    for _ in range(count):
+        resp = http(address, path)
+        assert resp.status == 200, (resp.status, resp.text[:200])
+        seen[resp.json()["host"]] += 1
+    return seen

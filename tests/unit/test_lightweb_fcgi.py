@@ -1,6 +1,10 @@
 """Unit tests of the FastCGI launcher shipped by the webpy_app role."""
 
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -66,3 +70,44 @@ def test_load_application_unwraps_webpy_apps(tmp_path, monkeypatch):
 def test_main_rejects_zero_threads():
     with pytest.raises(SystemExit):
         lightweb_fcgi.main(["--app-dir", "/", "--entry", "a:b", "--max-threads", "0"])
+
+
+def _children(pid):
+    with open("/proc/%d/task/%d/children" % (pid, pid)) as handle:
+        return {int(c) for c in handle.read().split()}
+
+
+def _wait_until(predicate, seconds=10):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_serve_workers_keeps_n_workers_and_stops_them_all():
+    launcher_dir = Path(lightweb_fcgi.__file__).parent
+    code = ("import sys, time; sys.path.insert(0, %r); import lightweb_fcgi; "
+            "lightweb_fcgi.serve_workers(lambda: time.sleep(60), 3, respawn_delay=0.05)" % str(launcher_dir))
+    parent = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        assert _wait_until(lambda: len(_children(parent.pid)) == 3)
+        first = _children(parent.pid)
+        victim = sorted(first)[0]
+        os.kill(victim, signal.SIGKILL)
+        assert _wait_until(lambda: len(_children(parent.pid)) == 3 and victim not in _children(parent.pid))
+        workers = _children(parent.pid)
+        parent.send_signal(signal.SIGTERM)
+        assert parent.wait(timeout=10) == 0
+        for pid in workers:
+            assert _wait_until(lambda pid=pid: not os.path.exists("/proc/%d" % pid) or
+                               open("/proc/%d/stat" % pid).read().split()[2] == "Z")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def test_main_refuses_several_workers_on_a_bind_address():
+    with pytest.raises(SystemExit):
+        lightweb_fcgi.main(["--app-dir", "/", "--entry", "a:b", "--workers", "2", "--bind", "127.0.0.1:9000"])

@@ -2,7 +2,9 @@
 
 lighttpd spawns this through ``bin-path`` with the listening socket on fd 0;
 systemd hands it a socket the same way (``StandardInput=socket``); or it binds
-an address itself with ``--bind``.
+an address itself with ``--bind``. With ``--workers N`` the process loads the
+app once, then forks N workers that accept on the shared socket and replaces
+any that die; SIGTERM or SIGINT stops them all.
 
 Why not web.py's own ``app.run()``: web.py guesses FastCGI mode from the
 environment, silently falls back to its development server, and starts flup
@@ -13,7 +15,9 @@ This launcher decides explicitly and keeps web.py's debug mode off unless asked.
 import argparse
 import importlib
 import os
+import signal
 import sys
+import time
 
 
 def parse_bind(value):
@@ -64,14 +68,61 @@ def build_parser():
     parser.add_argument("--bind", default=None, help="fd:0 (default), unix:/path or HOST:PORT")
     parser.add_argument("--max-threads", type=int, default=32,
                         help="upper bound of request threads in this process")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes sharing the socket (1: serve in this process)")
     parser.add_argument("--debug", action="store_true", help="web.py debug mode (never in production)")
     return parser
 
 
+def serve_workers(serve, workers, respawn_delay=1.0):
+    """Run serve() in `workers` forked children until SIGTERM/SIGINT; replace dead ones."""
+    children = set()
+    stopping = []
+
+    def spawn():
+        pid = os.fork()
+        if pid == 0:  # worker
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            code = 1
+            try:
+                serve()
+                code = 0
+            finally:
+                os._exit(code)  # pylint: disable=protected-access
+        children.add(pid)
+
+    def stop(signum, _frame):
+        stopping.append(signum)
+        for pid in list(children):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for _ in range(workers):
+        spawn()
+    while children:
+        try:
+            pid, _status = os.wait()
+        except ChildProcessError:
+            break
+        children.discard(pid)
+        if not stopping:
+            time.sleep(respawn_delay)  # a worker crashing in a loop must not spin
+            if not stopping:
+                spawn()
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if args.max_threads < 1:
-        raise SystemExit("--max-threads must be at least 1")
+    if args.max_threads < 1 or args.workers < 1:
+        raise SystemExit("--max-threads and --workers must be at least 1")
+    bind = parse_bind(args.bind)
+    if bind is not None and args.workers > 1:
+        raise SystemExit("--workers above 1 needs the socket on fd 0 (from systemd or lighttpd), not --bind")
     # web.py builds links from REAL_SCRIPT_NAME; the front-end rewrites every
     # path to the FastCGI prefix, which must not leak into generated URLs.
     os.environ.setdefault("REAL_SCRIPT_NAME", "")
@@ -81,14 +132,14 @@ def main(argv=None):
 
     from flup.server.fcgi import WSGIServer  # pylint: disable=import-outside-toplevel
 
-    server = WSGIServer(
-        application,
-        bindAddress=parse_bind(args.bind),
-        multiplexed=False,
-        maxThreads=args.max_threads,
-        debug=False,
-    )
-    server.run()
+    def serve():
+        WSGIServer(application, bindAddress=bind, multiplexed=False,
+                   maxThreads=args.max_threads, debug=False).run()
+
+    if args.workers == 1:
+        serve()
+    else:
+        serve_workers(serve, args.workers)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,165 @@
+"""The farm: lighttpd front-ends spreading requests over web.py app servers."""
+
+import copy
+import socket
+import threading
+import time
+
+import pytest
+import testinfra
+
+from lightweb_testlib import (
+    EXAMPLE_APP, exported_inventory, http, inventory_path, run_playbook_with_inventory,
+    serving_hosts, tcp_connects, wait_for,
+)
+
+FRONTENDS = {"lightweb-fe1": "10.89.42.11", "lightweb-fe2": "10.89.42.12"}
+APPSERVERS = {"lightweb-app1": "10.89.42.21", "lightweb-app2": "10.89.42.22", "lightweb-app3": "10.89.42.23"}
+FASTCGI_PORT = 9000
+UNIT = "webpy-example"
+
+# Run once, not once per inventory host: the tests pick their hosts.
+testinfra_hosts = ["ansible://lightweb-fe1"]
+
+
+def node(name):
+    return testinfra.get_host("ansible://%s" % name, ansible_inventory=inventory_path())
+
+
+@pytest.mark.parametrize("frontend", sorted(FRONTENDS))
+def test_every_frontend_serves_the_page_and_static_tree(frontend):
+    addr = FRONTENDS[frontend]
+    page = wait_for(addr, "/")
+    assert "Hello from web.py behind lighttpd" in page.text
+    css = http(addr, "/sta/style.css")
+    assert css.status == 200 and css.headers["Content-Type"].startswith("text/css")
+    assert css.body == (EXAMPLE_APP / "sta" / "style.css").read_bytes()
+    png = http(addr, "/sta/logo.png")
+    assert png.body == (EXAMPLE_APP / "sta" / "logo.png").read_bytes()
+    assert http(addr, "/app.py").status == 403
+
+
+@pytest.mark.parametrize("frontend", sorted(FRONTENDS))
+def test_requests_through_one_frontend_reach_every_app_server(frontend):
+    seen = serving_hosts(FRONTENDS[frontend], 60)
+    assert set(seen) == set(APPSERVERS), seen
+    assert min(seen.values()) >= 10, seen
+
+
+@pytest.mark.parametrize("frontend", sorted(FRONTENDS))
+def test_frontend_lists_every_app_server_as_a_labelled_backend(frontend):
+    config = node(frontend).file("/etc/lighttpd/lighttpd.conf").content_string
+    assert 'fastcgi.balance = "round-robin"' in config
+    for name, addr in APPSERVERS.items():
+        assert '"%s" => (' % name in config
+        assert '"host"            => "%s"' % addr in config
+    assert "bin-path" not in config
+
+
+@pytest.mark.parametrize("appserver", sorted(APPSERVERS))
+def test_app_server_runs_the_app_under_systemd_unprivileged(appserver):
+    host = node(appserver)
+    assert host.service(UNIT + ".socket").is_running
+    assert host.service(UNIT + ".service").is_running
+    assert host.service(UNIT + ".service").is_enabled
+    pids = host.check_output("pgrep -f lightweb_fcgi.py").split()
+    assert len(pids) == 1 + 2  # parent + webpy_app_workers
+    for pid in pids:
+        assert host.check_output("ps -o user= -p %s", pid) == "webpy"
+    assert host.socket("tcp://0.0.0.0:%d" % FASTCGI_PORT).is_listening
+    # App servers do not serve the static tree; the front-ends do.
+    assert not host.file("/srv/lightweb/htdocs/sta").exists
+    assert not host.package("lighttpd").is_installed
+
+
+def test_fastcgi_port_refuses_everyone_but_the_frontends():
+    for target, addr in APPSERVERS.items():
+        for frontend in FRONTENDS:
+            assert tcp_connects(node(frontend), addr, FASTCGI_PORT), "%s -> %s" % (frontend, target)
+        # Another app server is not a front-end.
+        other = next(name for name in sorted(APPSERVERS) if name != target)
+        assert not tcp_connects(node(other), addr, FASTCGI_PORT), "%s -> %s" % (other, target)
+        # Neither is this machine, on the podman network.
+        with pytest.raises(OSError):
+            socket.create_connection((addr, FASTCGI_PORT), timeout=3).close()
+        # Loopback on the app server itself is allowed (local health checks).
+        assert tcp_connects(node(target), "127.0.0.1", FASTCGI_PORT)
+
+
+def _load(address, stop, results):
+    while not stop.is_set():
+        try:
+            results.append(http(address, "/api/info", timeout=10).status)
+        except OSError as err:
+            results.append(repr(err))
+
+
+def test_app_restart_refuses_no_request():
+    stop, results = threading.Event(), []
+    worker = threading.Thread(target=_load, args=(FRONTENDS["lightweb-fe1"], stop, results))
+    worker.start()
+    try:
+        time.sleep(1)
+        for name in sorted(APPSERVERS):
+            node(name).run_expect([0], "systemctl restart %s.service" % UNIT)
+        time.sleep(2)
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+    failed = [r for r in results if r != 200]
+    print("requests during app restarts: %d sent, %d failed" % (len(results), len(failed)))
+    assert len(results) > 50
+    assert not failed, failed[:5]
+
+
+def test_app_server_restarts_after_a_crash():
+    host = node("lightweb-app3")
+    main_pid = host.check_output("systemctl show -p MainPID --value %s.service" % UNIT)
+    host.run_expect([0], "kill -9 %s" % main_pid)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        new_pid = host.check_output("systemctl show -p MainPID --value %s.service" % UNIT)
+        if new_pid not in ("0", main_pid) and host.service(UNIT + ".service").is_running:
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail("the app server did not come back after a crash")
+    assert "lightweb-app3" in serving_hosts(FRONTENDS["lightweb-fe2"], 30)
+
+
+def _without(inventory, group, name):
+    edited = copy.deepcopy(inventory)
+    edited["all"]["children"][group]["hosts"].pop(name)
+    return edited
+
+
+def test_scaling_follows_the_inventory(tmp_path):
+    full = exported_inventory()
+    # Remove an app server: re-running the front-end tier alone (--limit)
+    # stops its traffic on every front-end.
+    result = run_playbook_with_inventory(_without(full, "appservers", "lightweb-app3"), "frontends",
+                                         "playbooks/site.yml", tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:]
+    for addr in FRONTENDS.values():
+        assert set(serving_hosts(addr, 30)) == {"lightweb-app1", "lightweb-app2"}
+    # Add it back: every front-end sends it traffic again.
+    result = run_playbook_with_inventory(full, "frontends", "playbooks/site.yml", tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:]
+    for addr in FRONTENDS.values():
+        assert set(serving_hosts(addr, 30)) == set(APPSERVERS)
+
+
+def test_app_servers_follow_the_frontend_group(tmp_path):
+    full = exported_inventory()
+    app = APPSERVERS["lightweb-app1"]
+    result = run_playbook_with_inventory(_without(full, "frontends", "lightweb-fe2"), "appservers",
+                                         "playbooks/site.yml", tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:]
+    try:
+        assert tcp_connects(node("lightweb-fe1"), app, FASTCGI_PORT)
+        assert not tcp_connects(node("lightweb-fe2"), app, FASTCGI_PORT)
+    finally:
+        result = run_playbook_with_inventory(full, "appservers", "playbooks/site.yml", tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert tcp_connects(node("lightweb-fe2"), app, FASTCGI_PORT)
+
