@@ -1,10 +1,9 @@
-#!/usr/bin/env python3
 """Render each role's variables from meta/argument_specs.yml into its README.
 
 The text between the ROLE-VARIABLES markers of roles/<role>/README.md is
 generated, so the README and `ansible-doc -t role` always say the same.
-  scripts/role_docs.py          rewrite the READMEs
-  scripts/role_docs.py --check  exit 1 when a README is out of date
+  python scripts/role_docs.py          rewrite the READMEs
+  python scripts/role_docs.py --check  exit 1 when a README is out of date
 """
 
 import re
@@ -35,8 +34,8 @@ def render(spec):
         default = option.get("default")
         facts = ["type: %s" % kind]
         if "default" in option:
-            facts.append("default: `%s`" % (yaml.safe_dump(default, default_flow_style=True).strip()
-                                             .removesuffix("...").strip()))
+            shown = yaml.safe_dump(default, default_flow_style=True).strip().removesuffix("...").strip()
+            facts.append("default: `%s`" % shown)
         if option.get("choices"):
             facts.append("choices: %s" % ", ".join("`%s`" % c for c in option["choices"]))
         lines.append("    " + "; ".join(facts))
@@ -69,7 +68,7 @@ def main(argv):
             if not check:
                 readme.write_text(new)
     if check and stale:
-        print("out of date (run scripts/role_docs.py): " + ", ".join(stale))
+        print("out of date (run python scripts/role_docs.py): " + ", ".join(stale))
         return 1
     return 0
 

@@ -134,7 +134,7 @@ def tcp_connects(host, address, port, timeout=3):
 def serving_hosts(address, count, path="/api/info"):
     """Ask `count` times which app server answered; returns a Counter of host names."""
     seen = collections.Counter()
-    for _ in range(count):
+    for _attempt in range(count):
         resp = http(address, path)
         assert resp.status == 200, (resp.status, resp.text[:200])
         seen[resp.json()["host"]] += 1

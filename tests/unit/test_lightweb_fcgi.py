@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -111,3 +112,25 @@ def test_serve_workers_keeps_n_workers_and_stops_them_all():
 def test_main_refuses_several_workers_on_a_bind_address():
     with pytest.raises(SystemExit):
         lightweb_fcgi.main(["--app-dir", "/", "--entry", "a:b", "--workers", "2", "--bind", "127.0.0.1:9000"])
+
+
+def test_drain_on_shutdown_waits_for_queued_connections():
+    class Pool:
+        def __init__(self):
+            self._workQueue = ["queued connection"]
+            self.stopped_with = None
+
+        def shutdown(self):
+            self.stopped_with = list(self._workQueue)
+
+    class Server:
+        _threadPool = Pool()
+
+    server = lightweb_fcgi.drain_on_shutdown(Server(), timeout=5)
+    pool = server._threadPool  # pylint: disable=protected-access
+    # A worker thread picks up the queued connection 0.2 s later.
+    threading.Timer(0.2, pool._workQueue.clear).start()  # pylint: disable=protected-access
+    started = time.monotonic()
+    pool.shutdown()
+    assert pool.stopped_with == []
+    assert 0.15 < time.monotonic() - started < 5

@@ -62,7 +62,8 @@ def test_app_server_runs_the_app_under_systemd_unprivileged(appserver):
     assert host.service(UNIT + ".socket").is_running
     assert host.service(UNIT + ".service").is_running
     assert host.service(UNIT + ".service").is_enabled
-    pids = host.check_output("pgrep -f lightweb_fcgi.py").split()
+    # The pattern must not match the shell that runs pgrep.
+    pids = host.check_output("pgrep -u webpy -f 'lightweb_fcgi[.]py'").split()
     assert len(pids) == 1 + 2  # parent + webpy_app_workers
     for pid in pids:
         assert host.check_output("ps -o user= -p %s", pid) == "webpy"
@@ -162,4 +163,3 @@ def test_app_servers_follow_the_frontend_group(tmp_path):
         result = run_playbook_with_inventory(full, "appservers", "playbooks/site.yml", tmp_path)
     assert result.returncode == 0, result.stdout[-3000:]
     assert tcp_connects(node("lightweb-fe2"), app, FASTCGI_PORT)
-

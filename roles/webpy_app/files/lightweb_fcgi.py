@@ -61,6 +61,26 @@ def load_application(entry, debug):
     return target
 
 
+def drain_on_shutdown(server, timeout=10.0):
+    """Make flup finish queued connections when it stops.
+
+    On SIGTERM flup's ThreadPool.shutdown() lets running requests finish but
+    silently drops connections still waiting in its work queue; lighttpd
+    then answers those with an error. Wait for the queue to empty first.
+    """
+    pool = server._threadPool  # pylint: disable=protected-access
+    stop_pool = pool.shutdown
+
+    def shutdown():
+        deadline = time.monotonic() + timeout
+        while pool._workQueue and time.monotonic() < deadline:  # pylint: disable=protected-access
+            time.sleep(0.01)
+        stop_pool()
+
+    pool.shutdown = shutdown
+    return server
+
+
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--app-dir", required=True, help="directory holding the app's modules")
@@ -102,7 +122,7 @@ def serve_workers(serve, workers, respawn_delay=1.0):
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    for _ in range(workers):
+    for _attempt in range(workers):
         spawn()
     while children:
         try:
@@ -133,8 +153,9 @@ def main(argv=None):
     from flup.server.fcgi import WSGIServer  # pylint: disable=import-outside-toplevel
 
     def serve():
-        WSGIServer(application, bindAddress=bind, multiplexed=False,
-                   maxThreads=args.max_threads, debug=False).run()
+        server = WSGIServer(application, bindAddress=bind, multiplexed=False,
+                            maxThreads=args.max_threads, debug=False)
+        drain_on_shutdown(server).run()
 
     if args.workers == 1:
         serve()
