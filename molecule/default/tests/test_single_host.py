@@ -173,6 +173,9 @@ def test_invalid_configuration_never_reaches_the_server(host, addr):
     ({"lighttpd_fastcgi_socket_dir": "/run/" + "x" * 100}, "lighttpd_fastcgi_socket_dir"),
     ({"webpy_app_wsgi_entry": "app"}, "webpy_app_wsgi_entry"),
     ({"webpy_app_pip_mode": "conda"}, "webpy_app_pip_mode"),
+    ({"lighttpd_fastcgi_mode": "remote", "lighttpd_fastcgi_backends": []}, "lighttpd_fastcgi_backends"),
+    ({"webpy_app_process_manager": "systemd", "webpy_app_allowed_clients": ["fe1.example.com"]},
+     "webpy_app_allowed_clients"),
 ])
 def test_bad_input_fails_naming_the_variable_before_any_change(host, extra_vars, variable):
     snapshot = "find /etc/lighttpd /etc/systemd/system /srv/webpy /srv/lightweb /var/lib/lightweb" \
