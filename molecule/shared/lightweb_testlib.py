@@ -8,6 +8,7 @@ import collections
 import json
 import os
 import re
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -19,8 +20,23 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_APP = REPO / "roles" / "webpy_app" / "files" / "example"
 
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Tests look at redirects themselves instead of following them."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+# Test hosts use self-signed certificates; the TLS tests check them apart.
+_TLS = ssl.create_default_context()
+_TLS.check_hostname = False
+_TLS.verify_mode = ssl.CERT_NONE
+
 # Requests to test hosts must never go through a proxy from the environment.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+_OPENER = urllib.request.build_opener(
+    urllib.request.ProxyHandler({}), _NoRedirect(), urllib.request.HTTPSHandler(context=_TLS))
 
 
 class Response:
@@ -45,10 +61,13 @@ def host_address(host):
     return match.group(1)
 
 
-def http(address, path, method="GET", data=None, port=80, timeout=10):
-    """One HTTP request; returns a Response for any status code."""
-    body = urllib.parse.urlencode(data).encode() if data is not None else None
-    request = urllib.request.Request("http://%s:%d%s" % (address, port, path), data=body, method=method)
+def http(address, path, method="GET", data=None, port=None, timeout=10, body=None):
+    """One request to "ADDRESS" (HTTP) or "https://ADDRESS"; a Response for any status code."""
+    scheme, _sep, hostpart = address.rpartition("://")
+    url = "%s://%s%s%s" % (scheme or "http", hostpart, ":%d" % port if port else "", path)
+    if data is not None:
+        body = urllib.parse.urlencode(data).encode()
+    request = urllib.request.Request(url, data=body, method=method)
     try:
         with _OPENER.open(request, timeout=timeout) as resp:
             return Response(resp.status, resp.headers, resp.read())
@@ -78,14 +97,28 @@ def marker():
 FcgiProcess = collections.namedtuple("FcgiProcess", "user pid ppid")
 
 
+# Lists (user, pid, ppid) of launcher processes from /proc: test hosts need
+# not have procps, and the pattern must not match the listing command.
+_LIST_FCGI = r"""
+import os, pwd
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        args = open("/proc/%s/cmdline" % pid, "rb").read().split(b"\0")
+        status = open("/proc/%s/status" % pid).read().split("\n")
+    except OSError:
+        continue
+    if len(args) > 1 and args[1].endswith(b"/lightweb_fcgi.py"):
+        fields = dict(line.split(":", 1) for line in status if ":" in line)
+        print(pwd.getpwuid(int(fields["Uid"].split()[0])).pw_name, pid, fields["PPid"].strip())
+"""
+
+
 def fcgi_processes(host):
     """Every process running the FastCGI launcher."""
-    out = host.check_output("ps -eo user:32,pid,ppid,args --no-headers")
     procs = []
-    for line in out.splitlines():
-        user, pid, ppid, args = line.split(None, 3)
-        if "lightweb_fcgi.py" in args and "ps -eo" not in args:
-            procs.append(FcgiProcess(user, int(pid), int(ppid)))
+    for line in host.check_output("python3 -c %s", _LIST_FCGI).splitlines():
+        user, pid, ppid = line.split()
+        procs.append(FcgiProcess(user, int(pid), int(ppid)))
     return procs
 
 

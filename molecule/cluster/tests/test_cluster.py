@@ -9,11 +9,13 @@ import pytest
 import testinfra
 
 from lightweb_testlib import (
-    EXAMPLE_APP, exported_inventory, http, inventory_path, run_playbook_with_inventory,
+    EXAMPLE_APP, exported_inventory, fcgi_processes, http, inventory_path, run_playbook_with_inventory,
     serving_hosts, tcp_connects, wait_for,
 )
 
-FRONTENDS = {"lightweb-fe1": "10.89.42.11", "lightweb-fe2": "10.89.42.12"}
+FRONTEND_IPS = {"lightweb-fe1": "10.89.42.11", "lightweb-fe2": "10.89.42.12"}
+# Front-ends serve HTTPS (plain HTTP only redirects there).
+FRONTENDS = {name: "https://" + ip for name, ip in FRONTEND_IPS.items()}
 APPSERVERS = {"lightweb-app1": "10.89.42.21", "lightweb-app2": "10.89.42.22", "lightweb-app3": "10.89.42.23"}
 FASTCGI_PORT = 9000
 UNIT = "webpy-example"
@@ -37,6 +39,9 @@ def test_every_frontend_serves_the_page_and_static_tree(frontend):
     png = http(addr, "/sta/logo.png")
     assert png.body == (EXAMPLE_APP / "sta" / "logo.png").read_bytes()
     assert http(addr, "/app.py").status == 403
+    redirect = http(FRONTEND_IPS[frontend], "/echo?x=1")
+    assert redirect.status == 308
+    assert redirect.headers["Location"] == "%s/echo?x=1" % addr
 
 
 @pytest.mark.parametrize("frontend", sorted(FRONTENDS))
@@ -62,11 +67,11 @@ def test_app_server_runs_the_app_under_systemd_unprivileged(appserver):
     assert host.service(UNIT + ".socket").is_running
     assert host.service(UNIT + ".service").is_running
     assert host.service(UNIT + ".service").is_enabled
-    # The pattern must not match the shell that runs pgrep.
-    pids = host.check_output("pgrep -u webpy -f 'lightweb_fcgi[.]py'").split()
-    assert len(pids) == 1 + 2  # parent + webpy_app_workers
-    for pid in pids:
-        assert host.check_output("ps -o user= -p %s", pid) == "webpy"
+    procs = fcgi_processes(host)
+    assert len(procs) == 1 + 2  # parent + webpy_app_workers
+    assert {p.user for p in procs} == {"webpy"}
+    main_pid = int(host.check_output("systemctl show -p MainPID --value %s.service" % UNIT))
+    assert sorted(p.ppid for p in procs if p.pid != main_pid) == [main_pid, main_pid]
     assert host.socket("tcp://0.0.0.0:%d" % FASTCGI_PORT).is_listening
     # App servers do not serve the static tree; the front-ends do.
     assert not host.file("/srv/lightweb/htdocs/sta").exists
@@ -109,6 +114,10 @@ def test_app_restart_refuses_no_request():
         worker.join(timeout=30)
     failed = [r for r in results if r != 200]
     print("requests during app restarts: %d sent, %d failed" % (len(results), len(failed)))
+    if failed:  # what the front-end and the app servers said about it
+        print(node("lightweb-fe1").run("tail -n 20 /var/log/lighttpd/error.log").stdout)
+        for name in sorted(APPSERVERS):
+            print(node(name).run("journalctl -u %s.service --no-pager -n 30" % UNIT).stdout)
     assert len(results) > 50
     assert not failed, failed[:5]
 

@@ -1,0 +1,64 @@
+"""Every bad input fails before anything on the host changes, naming its variable."""
+
+import json
+
+import pytest
+
+from lightweb_testlib import run_playbook
+
+# One host is enough: the checks run on the controller's view of the inputs.
+testinfra_hosts = ["ansible://lightweb-single-debian12"]
+
+FOREIGN_CERT = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"
+SNAPSHOT = (
+    "find /etc/lighttpd /etc/systemd/system /etc/tmpfiles.d /etc/logrotate.d /srv /var/lib/lightweb"
+    " -printf '%p %s %T@ %m %u\\n' | sort | sha256sum; systemctl show -p MainPID --value lighttpd"
+)
+
+BAD_INPUTS = [
+    ({"lighttpd_port": "eighty"}, "lighttpd_port"),
+    ({"lighttpd_port": 70000}, "lighttpd_port"),
+    ({"lighttpd_static_prefix": "sta/"}, "lighttpd_static_prefix"),
+    ({"lighttpd_static_prefix": "/sta/"}, "lighttpd_static_prefix"),
+    ({"lighttpd_fastcgi_prefix": "/sta"}, "lighttpd_fastcgi_prefix"),
+    ({"lighttpd_document_root": "srv/htdocs"}, "lighttpd_document_root"),
+    ({"lighttpd_error_log": "/var/log/lighttpd/my errors.log"}, "lighttpd_error_log"),
+    ({"lighttpd_fastcgi_socket_dir": "/run/" + "x" * 100}, "lighttpd_fastcgi_socket_dir"),
+    ({"lighttpd_fastcgi_socket_name": "sub/app.sock"}, "lighttpd_fastcgi_socket_name"),
+    ({"lighttpd_fastcgi_max_procs": 0}, "lighttpd_fastcgi_max_procs"),
+    ({"lighttpd_fastcgi_bin_path": "python3 app.py"}, "lighttpd_fastcgi_bin_path"),
+    ({"lighttpd_fastcgi_mode": "cgi"}, "lighttpd_fastcgi_mode"),
+    ({"lighttpd_fastcgi_mode": "remote", "lighttpd_fastcgi_backends": []}, "lighttpd_fastcgi_backends"),
+    ({"lighttpd_fastcgi_mode": "remote",
+      "lighttpd_fastcgi_backends": [{"name": "app1", "host": "app1.example.com", "port": 9000}]},
+     "lighttpd_fastcgi_backends"),
+    ({"lighttpd_tls_enabled": True}, "lighttpd_tls_enabled"),
+    ({"lighttpd_tls_enabled": True, "lighttpd_tls_certificate": FOREIGN_CERT}, "lighttpd_tls_certificate"),
+    ({"lighttpd_tls_enabled": True, "lighttpd_tls_self_signed": True, "lighttpd_tls_port": 80}, "lighttpd_tls_port"),
+    ({"lighttpd_status_allowed": ["monitoring.example.com"]}, "lighttpd_status_allowed"),
+    ({"lighttpd_max_request_size_kb": 0}, "lighttpd_max_request_size_kb"),
+    ({"lighttpd_security_headers": {"Bad Header": "x"}}, "lighttpd_security_headers"),
+    ({"webpy_app_wsgi_entry": "app"}, "webpy_app_wsgi_entry"),
+    ({"webpy_app_pip_mode": "conda"}, "webpy_app_pip_mode"),
+    ({"webpy_app_user": "root"}, "webpy_app_user"),
+    ({"webpy_app_base_dir": "/srv/my app"}, "webpy_app_base_dir"),
+    ({"webpy_app_source_dir": "/nonexistent/app"}, "webpy_app_source_dir"),
+    ({"webpy_app_pip_mode": "index", "webpy_app_pip_index_url": "ftp://mirror.example.com/simple"},
+     "webpy_app_pip_index_url"),
+    ({"webpy_app_max_threads": "many"}, "webpy_app_max_threads"),
+    ({"webpy_app_process_manager": "systemd", "webpy_app_allowed_clients": ["fe1.example.com"]},
+     "webpy_app_allowed_clients"),
+    ({"webpy_app_process_manager": "systemd", "webpy_app_listen_port": 0}, "webpy_app_listen_port"),
+]
+
+
+@pytest.mark.parametrize("extra_vars, variable", BAD_INPUTS, ids=[v for _e, v in BAD_INPUTS])
+def test_bad_input_fails_naming_the_variable_before_any_change(host, extra_vars, variable):
+    before = host.check_output(SNAPSHOT)
+    result = run_playbook(host.backend.host, "-e", json.dumps(extra_vars))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert variable in output
+    # The first failure is a check, not a task that changed something.
+    assert "changed=0" in output
+    assert host.check_output(SNAPSHOT) == before
