@@ -21,7 +21,6 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_APP = REPO / "roles" / "webpy_app" / "files" / "example"
 
 
-
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     """Tests look at redirects themselves instead of following them."""
 
