@@ -74,6 +74,15 @@ def http(address, path, method="GET", data=None, port=None, timeout=10, body=Non
         return Response(err.code, err.headers, err.read())
 
 
+def assert_default_security_headers(headers, where):
+    """The headers the lighttpd role sets on every response by default."""
+    assert headers["X-Content-Type-Options"] == "nosniff", where
+    assert headers["X-Frame-Options"] == "SAMEORIGIN", where
+    assert headers["Referrer-Policy"] == "strict-origin-when-cross-origin", where
+    assert "default-src 'self'" in headers["Content-Security-Policy"], where
+    assert headers["Server"] == "lighttpd", where  # no version
+
+
 def wait_for(address, path="/", status=200, seconds=30):
     """Poll until path answers with status; bounded in time."""
     deadline = time.monotonic() + seconds

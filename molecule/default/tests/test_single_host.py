@@ -6,7 +6,7 @@ import time
 import pytest
 
 from lightweb_testlib import (
-    EXAMPLE_APP, fcgi_processes, file_checksum, host_address, http, marker, run_playbook, wait_for,
+    EXAMPLE_APP, assert_default_security_headers, fcgi_processes, file_checksum, host_address, http, marker, run_playbook, wait_for,
 )
 
 APP_USER = "webpy"
@@ -169,12 +169,7 @@ def test_invalid_configuration_never_reaches_the_server(host, addr):
 
 def test_security_headers_and_request_limits(addr):
     for path in ("/", "/sta/style.css"):
-        headers = http(addr, path).headers
-        assert headers["X-Content-Type-Options"] == "nosniff", path
-        assert headers["X-Frame-Options"] == "SAMEORIGIN", path
-        assert headers["Referrer-Policy"] == "strict-origin-when-cross-origin", path
-        assert "default-src 'self'" in headers["Content-Security-Policy"], path
-        assert headers["Server"] == "lighttpd", path
+        assert_default_security_headers(http(addr, path).headers, path)
     assert http(addr, "/echo", method="POST", body=b"message=" + b"x" * (1024 * 1024 + 1)).status == 413
 
 
