@@ -5,11 +5,13 @@ network: real HTTP through lighttpd, no proxy in between.
 """
 
 import collections
+import contextlib
 import json
 import os
 import re
 import ssl
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -170,6 +172,33 @@ def tcp_connects(host, address, port, timeout=3):
             "try:\n socket.create_connection((%r, %d), timeout=%d).close()\n"
             "except OSError as e:\n print(type(e).__name__); sys.exit(1)\n") % (address, port, timeout)
     return host.run("python3 -c %s", code).rc == 0
+
+
+@contextlib.contextmanager
+def under_load(*addresses, path="/api/info", settle=1.0):
+    """Request `path` from every address in a loop, one thread each, while the
+    block runs. Yields the list of outcomes: a status code, or the error of a
+    request that got no response. Runs `settle` seconds before and after."""
+    stop, results = threading.Event(), []
+
+    def loop(address):
+        while not stop.is_set():
+            try:
+                results.append(http(address, path, timeout=30).status)
+            except OSError as err:
+                results.append(repr(err))
+
+    workers = [threading.Thread(target=loop, args=(address,)) for address in addresses]
+    for worker in workers:
+        worker.start()
+    try:
+        time.sleep(settle)
+        yield results
+        time.sleep(settle)
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join(timeout=60)
 
 
 def serving_hosts(address, count, path="/api/info"):

@@ -2,7 +2,6 @@
 
 import copy
 import socket
-import threading
 import time
 
 import pytest
@@ -10,7 +9,7 @@ import testinfra
 
 from lightweb_testlib import (
     EXAMPLE_APP, exported_inventory, fcgi_processes, http, inventory_path, run_playbook_with_inventory,
-    serving_hosts, tcp_connects, wait_for,
+    serving_hosts, tcp_connects, under_load, wait_for,
 )
 
 FRONTEND_IPS = {"lightweb-fe1": "10.89.42.11", "lightweb-fe2": "10.89.42.12"}
@@ -92,31 +91,15 @@ def test_fastcgi_port_refuses_everyone_but_the_frontends():
         assert tcp_connects(node(target), "127.0.0.1", FASTCGI_PORT)
 
 
-def _load(address, stop, results):
-    while not stop.is_set():
-        try:
-            results.append(http(address, "/api/info", timeout=10).status)
-        except OSError as err:
-            results.append(repr(err))
-
-
 def test_app_restart_refuses_no_connection():
-    stop, results = threading.Event(), []
-    worker = threading.Thread(target=_load, args=(FRONTENDS["lightweb-fe1"], stop, results))
-    worker.start()
-    try:
-        time.sleep(1)
+    with under_load(FRONTENDS["lightweb-fe1"]) as results:
         for name in sorted(APPSERVERS):
             node(name).run_expect([0], "systemctl restart %s.service" % UNIT)
-        time.sleep(2)
-    finally:
-        stop.set()
-        worker.join(timeout=30)
     failed = [r for r in results if r != 200]
     # Refused: the connection failed, or lighttpd found no backend to take it.
     refused = [r for r in failed if not isinstance(r, int) or r in (502, 503, 504)]
     print("requests during app restarts: %d sent, %d failed, %d refused" % (len(results), len(failed), len(refused)))
-    if failed:  # what the front-end and the app servers said about it
+    if failed:  # what the front-end said about it
         print(node("lightweb-fe1").run("tail -n 20 /var/log/lighttpd/error.log").stdout)
     assert len(results) > 50
     assert not refused, refused[:5]
@@ -146,10 +129,17 @@ def _without(inventory, group, name):
 def test_scaling_follows_the_inventory(tmp_path):
     full = exported_inventory()
     # Remove an app server: re-running the front-end tier alone (--limit)
-    # stops its traffic on every front-end.
-    result = run_playbook_with_inventory(_without(full, "appservers", "lightweb-app3"), "frontends",
-                                         "playbooks/site.yml", tmp_path)
+    # stops its traffic on every front-end. Both front-ends restart onto the
+    # new configuration under load, and no request fails meanwhile.
+    with under_load(*FRONTENDS.values()) as results:
+        result = run_playbook_with_inventory(_without(full, "appservers", "lightweb-app3"), "frontends",
+                                             "playbooks/site.yml", tmp_path)
     assert result.returncode == 0, result.stdout[-3000:]
+    assert "RUNNING HANDLER [lightweb.webpy.lighttpd : Restart lighttpd]" in result.stdout
+    failed = [r for r in results if r != 200]
+    print("requests while the front-ends restart: %d sent, %d failed" % (len(results), len(failed)))
+    assert len(results) > 50
+    assert not failed, failed[:5]
     for addr in FRONTENDS.values():
         assert set(serving_hosts(addr, 30)) == {"lightweb-app1", "lightweb-app2"}
     # Add it back: every front-end sends it traffic again.

@@ -1,15 +1,20 @@
 """Security defaults of the farm: TLS on the front-ends, headers, limits,
 status pages for monitoring hosts only, sandboxed app servers."""
 
+import copy
 import socket
 import ssl
 
 import pytest
 import testinfra
 
-from lightweb_testlib import assert_default_security_headers, http, inventory_path
+from lightweb_testlib import (
+    assert_default_security_headers, exported_inventory, http, inventory_path, run_playbook_with_inventory,
+    under_load,
+)
 
 FRONTEND_IPS = {"lightweb-fe1": "10.89.42.11", "lightweb-fe2": "10.89.42.12"}
+FRONTEND_URLS = {name: "https://" + ip for name, ip in FRONTEND_IPS.items()}
 APPSERVERS = ["lightweb-app1", "lightweb-app2", "lightweb-app3"]
 MONITORING_HOST = "lightweb-app1"  # listed in lighttpd_status_allowed
 UNIT = "webpy-example"
@@ -58,6 +63,76 @@ def test_key_is_readable_by_root_only(frontend):
     key = host.file("/etc/lighttpd/tls/key.pem")
     assert key.user == "root" and key.group == "root" and key.mode == 0o600
     assert host.file("/etc/lighttpd/tls").mode == 0o700
+
+
+def test_a_reload_that_would_fail_is_refused_and_lighttpd_keeps_serving():
+    # A SIGUSR1 reload re-reads the root-only key as www-data and would stop
+    # lighttpd; the unit checks that first and refuses the reload instead.
+    host = node("lightweb-fe1")
+    pid = host.check_output("systemctl show -p MainPID --value lighttpd.service")
+    assert host.run("systemctl reload lighttpd.service").rc != 0
+    assert host.check_output("systemctl show -p MainPID --value lighttpd.service") == pid
+    assert http(FRONTEND_URLS["lightweb-fe1"], "/").status == 200
+    # A restart does apply changes, and lighttpd.socket keeps the ports open.
+    with under_load(FRONTEND_URLS["lightweb-fe1"]) as results:
+        host.run_expect([0], "systemctl restart lighttpd.service")
+    assert host.check_output("systemctl show -p MainPID --value lighttpd.service") != pid
+    assert results and all(r == 200 for r in results), [r for r in results if r != 200][:5]
+
+
+def _served_certificate(address):
+    return ssl.DER_cert_to_PEM_cert(ssl.PEM_cert_to_DER_cert(ssl.get_server_certificate((address, 443))))
+
+
+def _new_pair(host, directory, name):
+    """A key pair made on the host; returns the certificate's PEM text."""
+    host.run_expect([0], "install -d -m 0700 %s" % directory)
+    host.run_expect([0], "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=%s "
+                         "-keyout %s/key.pem -out %s/cert.pem" % (name, directory, directory))
+    return host.check_output("cat %s/cert.pem" % directory)
+
+
+def _same_certificate(pem_a, pem_b):
+    return ssl.PEM_cert_to_DER_cert(pem_a) == ssl.PEM_cert_to_DER_cert(pem_b)
+
+
+def test_certificate_given_as_content_or_as_host_paths_is_served(tmp_path):
+    name, address = "lightweb-fe2", FRONTEND_IPS["lightweb-fe2"]
+    host = node(name)
+    full = exported_inventory()
+
+    def provision(**tls_vars):
+        inventory = copy.deepcopy(full)
+        inventory["all"]["children"]["frontends"]["hosts"][name].update(tls_vars)
+        with under_load(FRONTEND_URLS[name]) as results:
+            result = run_playbook_with_inventory(inventory, name, "playbooks/site.yml", tmp_path)
+        assert result.returncode == 0, result.stdout[-3000:]
+        failed = [r for r in results if r != 200]
+        print("requests while the certificate changed: %d sent, %d failed" % (len(results), len(failed)))
+        assert results and not failed, failed[:5]
+
+    try:
+        # As PEM content, the vault-friendly way: written by the role.
+        content = _new_pair(host, "/root/lightweb-tls-content", "lightweb-content")
+        provision(lighttpd_tls_self_signed=False, lighttpd_tls_certificate=content,
+                  lighttpd_tls_private_key=host.check_output("cat /root/lightweb-tls-content/key.pem"))
+        assert _same_certificate(_served_certificate(address), content)
+        assert host.check_output("cat /etc/lighttpd/tls/cert.pem") == content
+        # As paths of files already on the host.
+        given = _new_pair(host, "/etc/ssl/lightweb-given", "lightweb-given")
+        provision(lighttpd_tls_self_signed=False, lighttpd_tls_certificate_file="/etc/ssl/lightweb-given/cert.pem",
+                  lighttpd_tls_private_key_file="/etc/ssl/lightweb-given/key.pem")
+        assert _same_certificate(_served_certificate(address), given)
+        key = host.file("/etc/ssl/lightweb-given/key.pem")
+        assert (key.user, key.group, key.mode) == ("root", "root", 0o600)
+    finally:
+        # Back to the scenario's self-signed pair.
+        host.run_expect([0], "rm -rf /etc/lighttpd/tls")
+        result = run_playbook_with_inventory(full, name, "playbooks/site.yml", tmp_path)
+        host.run_expect([0], "rm -rf /root/lightweb-tls-content /etc/ssl/lightweb-given")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert name in host.check_output("openssl x509 -noout -subject -in /etc/lighttpd/tls/cert.pem")
+    assert _same_certificate(_served_certificate(address), host.check_output("cat /etc/lighttpd/tls/cert.pem"))
 
 
 _FETCH_STATISTICS = (

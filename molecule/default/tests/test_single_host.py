@@ -6,7 +6,8 @@ import time
 import pytest
 
 from lightweb_testlib import (
-    EXAMPLE_APP, assert_default_security_headers, fcgi_processes, file_checksum, host_address, http, marker, run_playbook, wait_for,
+    EXAMPLE_APP, assert_default_security_headers, fcgi_processes, file_checksum, host_address, http, marker,
+    run_playbook, under_load, wait_for,
 )
 
 APP_USER = "webpy"
@@ -136,6 +137,21 @@ def test_stack_serves_again_after_restart(host, addr):
     after = fcgi_processes(host)
     assert len(after) == MAX_PROCS
     assert not before & {p.pid for p in after}
+
+
+def test_restart_under_load_fails_no_request(host, addr):
+    # lighttpd.socket holds the port while lighttpd and its app processes are
+    # replaced: requests that arrive meanwhile wait instead of failing.
+    assert host.service("lighttpd.socket").is_enabled
+    assert host.service("lighttpd.socket").is_running
+    with under_load(addr, path="/") as results:
+        for _restart in range(3):
+            host.run_expect([0], "systemctl restart lighttpd")
+            time.sleep(1)
+    failed = [r for r in results if r != 200]
+    print("requests during 3 lighttpd restarts: %d sent, %d failed" % (len(results), len(failed)))
+    assert len(results) > 50
+    assert not failed, failed[:5]
 
 
 def test_logs_rotate_and_logging_continues(host, addr):
