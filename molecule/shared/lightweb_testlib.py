@@ -132,12 +132,14 @@ def fcgi_processes(host):
     return procs
 
 
+def _ansible_playbook(inventory, limit, playbook, *extra_args, timeout=900):
+    cmd = ["ansible-playbook", "-i", str(inventory), "--limit", limit, str(REPO / playbook), *extra_args]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False)
+
+
 def run_playbook(limit, *extra_args, playbook="site.yml"):
     """Run a playbook of this checkout against the scenario's inventory."""
-    inventory = os.environ.get("MOLECULE_INVENTORY_FILE") or os.path.join(
-        os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "inventory")
-    cmd = ["ansible-playbook", "-i", inventory, "--limit", limit, str(REPO / playbook), *extra_args]
-    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+    return _ansible_playbook(inventory_path(), limit, playbook, *extra_args, timeout=600)
 
 
 def file_checksum(host, path):
@@ -162,8 +164,7 @@ def run_playbook_with_inventory(inventory, limit, playbook, tmp_path):
     import yaml  # pylint: disable=import-outside-toplevel
     path = tmp_path / "inventory.yml"
     path.write_text(yaml.safe_dump(inventory))
-    cmd = ["ansible-playbook", "-i", str(path), "--limit", limit, str(REPO / playbook)]
-    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900, check=False)
+    return _ansible_playbook(path, limit, playbook)
 
 
 def tcp_connects(host, address, port, timeout=3):

@@ -89,8 +89,12 @@ def _wait_until(predicate, seconds=10):
 
 def test_serve_workers_keeps_n_workers_and_stops_them_all():
     launcher_dir = Path(lightweb_fcgi.__file__).parent
-    code = ("import sys, time; sys.path.insert(0, %r); import lightweb_fcgi; "
-            "lightweb_fcgi.serve_workers(lambda: time.sleep(60), 3, respawn_delay=0.05)" % str(launcher_dir))
+    # Each fake worker serves until a stop is requested, as flup's loop does.
+    code = ("import sys, time; sys.path.insert(0, %r); import lightweb_fcgi\n"
+            "def serve():\n"
+            "    while not lightweb_fcgi.stop_requested():\n"
+            "        time.sleep(0.05)\n"
+            "lightweb_fcgi.serve_workers(serve, 3, respawn_delay=0.05)\n" % str(launcher_dir))
     parent = subprocess.Popen([sys.executable, "-c", code])
     try:
         assert _wait_until(lambda: len(_children(parent.pid)) == 3)
@@ -134,3 +138,58 @@ def test_drain_on_shutdown_waits_for_queued_connections():
     pool.shutdown()
     assert pool.stopped_with == []
     assert 0.15 < time.monotonic() - started < 5
+
+
+def test_a_second_stop_signal_never_kills_a_draining_worker():
+    # flup restores the previous handler while requests drain; that handler
+    # must only note the signal (the default one killed requests midway).
+    launcher_dir = Path(lightweb_fcgi.__file__).parent
+    code = ("import os, signal, sys, time; sys.path.insert(0, %r); import lightweb_fcgi\n"
+            "def serve():\n"
+            "    while not lightweb_fcgi.stop_requested():\n"
+            "        time.sleep(0.05)\n"
+            "    os.kill(os.getpid(), signal.SIGTERM)  # a second signal while draining\n"
+            "    time.sleep(0.5)\n"
+            "    sys.stdout.write('drained\\n'); sys.stdout.flush()\n"
+            "lightweb_fcgi.serve_workers(serve, 1, respawn_delay=0.05)\n" % str(launcher_dir))
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert _wait_until(lambda: len(_children(parent.pid)) == 1)
+        parent.send_signal(signal.SIGTERM)
+        out, _err = parent.communicate(timeout=10)
+        assert parent.returncode == 0
+        assert out == "drained\n"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def test_stop_on_request_leaves_the_accept_loop():
+    class Server:
+        _keepGoing = True
+        periodic_calls = 0
+
+        def _mainloopPeriodic(self):  # pylint: disable=invalid-name
+            self.periodic_calls += 1
+
+    server = lightweb_fcgi.stop_on_request(Server())
+    server._mainloopPeriodic()  # pylint: disable=protected-access
+    assert server._keepGoing  # pylint: disable=protected-access
+    lightweb_fcgi.note_stop(signal.SIGTERM, None)
+    try:
+        server._mainloopPeriodic()  # pylint: disable=protected-access
+        assert not server._keepGoing  # pylint: disable=protected-access
+        assert server.periodic_calls == 2
+    finally:
+        lightweb_fcgi._STOP_SIGNALS.clear()  # pylint: disable=protected-access
+
+
+def test_inherited_listening_socket_does_not_block_accept():
+    import socket  # pylint: disable=import-outside-toplevel
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        lightweb_fcgi.listen_without_blocking(listener.fileno())
+        with pytest.raises(BlockingIOError):
+            listener.accept()
+

@@ -81,6 +81,51 @@ def drain_on_shutdown(server, timeout=10.0):
     return server
 
 
+_STOP_SIGNALS = []
+
+
+def note_stop(signum, _frame):
+    """Handler for SIGTERM/SIGINT outside flup's main loop.
+
+    flup handles the stop signal only while it accepts; it then restores the
+    previous handler while in-flight requests finish. systemd signals every
+    process of the unit and the supervisor forwards its own signal, so a
+    second signal often arrives during that drain: with the default handler
+    it killed the worker mid-request. Remember it instead.
+    """
+    _STOP_SIGNALS.append(signum)
+
+
+def stop_requested():
+    return bool(_STOP_SIGNALS)
+
+
+def stop_on_request(server):
+    """Leave flup's accept loop (within a second) once a stop was noted,
+    also when the signal came before flup installed its own handler."""
+    periodic = server._mainloopPeriodic  # pylint: disable=protected-access
+
+    def mainloop_periodic():
+        periodic()
+        if stop_requested():
+            server._keepGoing = False  # pylint: disable=protected-access
+
+    server._mainloopPeriodic = mainloop_periodic  # pylint: disable=protected-access
+    return server
+
+
+def listen_without_blocking(fd):
+    """Make accept() on the inherited listening socket return at once.
+
+    Workers sharing one socket all wake up in select() for each connection;
+    those that lose the race would block in accept() (Python retries it
+    after signals), deaf to SIGTERM until the next connection arrives, so a
+    stop without traffic waited for systemd's SIGKILL. Non-blocking, flup
+    gets EAGAIN, loops, and sees the stop request.
+    """
+    os.set_blocking(fd, False)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--app-dir", required=True, help="directory holding the app's modules")
@@ -102,8 +147,8 @@ def serve_workers(serve, workers, respawn_delay=1.0):
     def spawn():
         pid = os.fork()
         if pid == 0:  # worker
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.signal(signal.SIGTERM, note_stop)
+            signal.signal(signal.SIGINT, note_stop)
             code = 1
             try:
                 serve()
@@ -150,14 +195,19 @@ def main(argv=None):
     sys.path.insert(0, args.app_dir)
     application = load_application(args.entry, args.debug)
 
+    if bind is None:
+        listen_without_blocking(0)
+
     from flup.server.fcgi import WSGIServer  # pylint: disable=import-outside-toplevel
 
     def serve():
         server = WSGIServer(application, bindAddress=bind, multiplexed=False,
                             maxThreads=args.max_threads, debug=False)
-        drain_on_shutdown(server).run()
+        stop_on_request(drain_on_shutdown(server)).run()
 
     if args.workers == 1:
+        signal.signal(signal.SIGTERM, note_stop)
+        signal.signal(signal.SIGINT, note_stop)
         serve()
     else:
         serve_workers(serve, args.workers)
