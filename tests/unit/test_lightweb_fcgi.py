@@ -192,4 +192,3 @@ def test_inherited_listening_socket_does_not_block_accept():
         lightweb_fcgi.listen_without_blocking(listener.fileno())
         with pytest.raises(BlockingIOError):
             listener.accept()
-
