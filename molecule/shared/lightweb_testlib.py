@@ -210,3 +210,60 @@ def serving_hosts(address, count, path="/api/info"):
         assert resp.status == 200, (resp.status, resp.text[:200])
         seen[resp.json()["host"]] += 1
     return seen
+
+
+LOADGEN = Path(__file__).resolve().parent / "loadgen.py"
+
+
+def podman(*args, check=True, timeout=120):
+    return subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout, check=check)
+
+
+@contextlib.contextmanager
+def load_from(container, *urls, threads=4, interval=0.02, settle=3.0, label="load", max_seconds=1200):
+    """Run the load generator on a test host against `urls` while the block
+    runs; yields a dict that holds its summary once the block has ended (sent,
+    failed, outcomes, versions seen with first/last times, failure times),
+    and prints the counts. Times are seconds since `summary["started"]`."""
+    run = marker()
+    out, stop = "/tmp/load-%s.json" % run, "/tmp/load-%s.stop" % run
+    podman("cp", str(LOADGEN), "%s:/tmp/loadgen.py" % container)
+    url_args = [arg for url in urls for arg in ("--url", url)]
+    summary = {"started": time.time()}
+    podman("exec", "-d", container, "python3", "/tmp/loadgen.py", *url_args, "--threads", str(threads),
+           "--interval", str(interval), "--max-seconds", str(max_seconds), "--stop-file", stop, "--out", out)
+    try:
+        time.sleep(settle)
+        yield summary
+        time.sleep(settle)
+    finally:
+        podman("exec", container, "touch", stop, check=False)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            result = podman("exec", container, "cat", out, check=False)
+            if result.returncode == 0:
+                summary.update(json.loads(result.stdout))
+                break
+            time.sleep(0.5)
+        else:
+            raise AssertionError("the load generator on %s wrote no summary" % container)
+        print("%s: requests sent %d, failed %d, outcomes %s, versions %s" % (
+            label, summary["sent"], summary["failed"], summary["outcomes"],
+            {v: s["count"] for v, s in summary["versions"].items()}))
+
+
+def example_release(tmp_path, version, append=""):
+    """A copy of the example app that reports `version` (and runs `append`
+    at import, to make a broken release)."""
+    import shutil  # pylint: disable=import-outside-toplevel
+    source = tmp_path / ("app-v%s" % version)
+    shutil.copytree(EXAMPLE_APP, source, ignore=shutil.ignore_patterns("__pycache__"))
+    app = source / "app.py"
+    text = app.read_text().replace('"LIGHTWEB_APP_VERSION", "1"', '"LIGHTWEB_APP_VERSION", "%s"' % version)
+    app.write_text(text + append)
+    return source
+
+
+def release_status(host, base="/srv/webpy"):
+    """What lightweb-release says about the host's releases."""
+    return json.loads(host.check_output("%s/bin/lightweb-release --base %s status" % (base, base)))

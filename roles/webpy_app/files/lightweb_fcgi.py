@@ -126,6 +126,20 @@ def listen_without_blocking(fd):
     os.set_blocking(fd, False)
 
 
+def pin_release():
+    """Run from the release's own paths, not through the `current` link.
+
+    The app is started as BASE/current/venv/bin/python3 with --app-dir
+    BASE/current. A deploy switches that link while this process runs; a
+    module imported later must still come from the release it started with.
+    """
+    real_prefix = os.path.realpath(sys.prefix)
+    if real_prefix != sys.prefix and not os.environ.get("LIGHTWEB_PINNED"):
+        os.environ["LIGHTWEB_PINNED"] = "1"
+        python = os.path.join(real_prefix, "bin", "python3")
+        os.execv(python, [python] + sys.argv)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--app-dir", required=True, help="directory holding the app's modules")
@@ -191,8 +205,10 @@ def main(argv=None):
     # web.py builds links from REAL_SCRIPT_NAME; the front-end rewrites every
     # path to the FastCGI prefix, which must not leak into generated URLs.
     os.environ.setdefault("REAL_SCRIPT_NAME", "")
-    os.chdir(args.app_dir)
-    sys.path.insert(0, args.app_dir)
+    pin_release()
+    app_dir = os.path.realpath(args.app_dir)
+    os.chdir(app_dir)
+    sys.path.insert(0, app_dir)
     application = load_application(args.entry, args.debug)
 
     if bind is None:

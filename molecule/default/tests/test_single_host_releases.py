@@ -1,0 +1,93 @@
+"""Releases on a single host: deploy, a release that cannot start, rollback,
+each under load from the host itself, counting every response."""
+
+import collections
+import json
+import time
+
+import pytest
+
+from lightweb_testlib import example_release, load_from, release_status, run_playbook
+
+NAME = "lightweb-single-debian12"
+testinfra_hosts = ["ansible://" + NAME]
+LOCAL_URL = "http://127.0.0.1/api/info"
+BROKEN = "\nraise ImportError('this release cannot start')\n"
+
+
+@pytest.fixture(name="sources", scope="module")
+def fixture_sources(tmp_path_factory):
+    base = tmp_path_factory.mktemp("releases")
+    return {"2": example_release(base, "2"), "3": example_release(base, "3", append=BROKEN)}
+
+
+def playbook(name, **extra_vars):
+    args = ["-e", json.dumps(extra_vars)] if extra_vars else []
+    return run_playbook(NAME, *args, playbook="playbooks/%s.yml" % name)
+
+
+def versions_served(host, count=12):
+    """Versions that answer, asked once per request from the host itself."""
+    seen = collections.Counter()
+    for _attempt in range(count):
+        body = host.check_output("python3 -c %s", "import urllib.request as u; print(u.urlopen(%r).read().decode())"
+                                 % LOCAL_URL)
+        seen[json.loads(body)["version"]] += 1
+    return seen
+
+
+def test_deploy_switches_to_the_new_release_without_failing_a_request(host, sources):
+    before = release_status(host)
+    with load_from(NAME, LOCAL_URL, label="single host, deploy v2") as load:
+        result = playbook("deploy", webpy_app_source_dir=str(sources["2"]))
+        finished = time.time()
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert load["failed"] == 0, load["failures"][:5]
+    assert set(load["versions"]) == {"1", "2"}
+    assert load["started"] + load["versions"]["1"]["last"] <= finished
+    after = release_status(host)
+    assert after["current"] != before["current"]
+    assert after["previous"] == before["current"]
+    # Same requirements: the new release shares the virtualenv.
+    venv = "/srv/webpy/releases/%s/venv"
+    assert host.file(venv % after["current"]).linked_to == host.file(venv % before["current"]).linked_to
+    assert set(versions_served(host)) == {"2"}
+
+
+def test_a_release_that_cannot_start_is_never_switched_in(host, sources):
+    before = release_status(host)
+    with load_from(NAME, LOCAL_URL, label="single host, deploy broken v3") as load:
+        result = playbook("deploy", webpy_app_source_dir=str(sources["3"]))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "failed its health check on %s before it was switched in" % NAME in output, output[-3000:]
+    assert "ImportError: this release cannot start" in output
+    assert "stays on release %s" % before["current"] in output
+    assert load["failed"] == 0, load["failures"][:5]
+    assert set(load["versions"]) == {"2"}
+    assert release_status(host)["current"] == before["current"]
+
+
+def test_rollback_goes_to_the_previous_release_then_to_a_named_one(host):
+    before = release_status(host)
+    with load_from(NAME, LOCAL_URL, label="single host, roll back to v1") as load:
+        result = playbook("rollback")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert load["failed"] == 0, load["failures"][:5]
+    assert release_status(host)["current"] == before["previous"]
+    assert set(versions_served(host)) == {"1"}
+
+    with load_from(NAME, LOCAL_URL, label="single host, roll forward to v2 by name") as load:
+        result = playbook("rollback", webpy_app_release=before["current"])
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert load["failed"] == 0, load["failures"][:5]
+    assert release_status(host)["current"] == before["current"]
+    assert set(versions_served(host)) == {"2"}
+
+
+def test_rollback_to_a_release_the_host_does_not_have_fails_naming_the_variable(host):
+    before = release_status(host)
+    result = playbook("rollback", webpy_app_release="no-such-release")
+    assert result.returncode != 0
+    assert "has no release \"no-such-release\" to roll back to (webpy_app_release)" in result.stdout + result.stderr
+    assert release_status(host) == before

@@ -1,0 +1,104 @@
+"""Unit tests of the release tool and the FastCGI health probe of the webpy_app role."""
+
+import os
+import socket
+import struct
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "roles" / "webpy_app" / "files"))
+
+import lightweb_fcgi_probe  # noqa: E402  pylint: disable=wrong-import-position
+import lightweb_release  # noqa: E402  pylint: disable=wrong-import-position
+
+
+def make_release(base, release, venv="v1"):
+    path = base / "releases" / release
+    path.mkdir(parents=True)
+    (base / "venvs" / venv).mkdir(parents=True, exist_ok=True)
+    os.symlink("../../venvs/" + venv, path / "venv")
+    return path
+
+
+def test_digest_names_the_content_and_ignores_bytecode(tmp_path):
+    (tmp_path / "app.py").write_text("print(1)\n")
+    first = lightweb_release.digest(tmp_path)
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "__pycache__" / "app.cpython-311.pyc").write_bytes(b"\0")
+    assert lightweb_release.digest(tmp_path) == first
+    (tmp_path / "app.py").write_text("print(2)\n")
+    assert lightweb_release.digest(tmp_path) != first
+
+
+def test_switch_is_atomic_and_going_back_undoes_the_last_switch(tmp_path):
+    for release in ("a", "b", "c"):
+        make_release(tmp_path, release)
+    layout = lightweb_release.Layout(str(tmp_path))
+    assert layout.switch("a")["changed"]
+    assert not layout.switch("a")["changed"]
+    layout.switch("b")
+    layout.switch("c")
+    assert os.readlink(tmp_path / "current") == "releases/c"
+    assert layout.previous() == "b"
+    assert layout.switch("b") == {"changed": True, "current": "b", "before": "c"}  # a rollback
+    assert layout.history() == ["a", "b"]
+    assert layout.previous() == "a"  # rolling back again walks further back
+    layout.switch("c")
+    assert layout.history() == ["a", "b", "c"]
+    with pytest.raises(SystemExit):
+        layout.switch("missing")
+
+
+def test_prune_keeps_the_newest_current_and_previous_and_their_venvs(tmp_path):
+    for n, release in enumerate(["r1", "r2", "r3", "r4"]):
+        make_release(tmp_path, release, venv="v%d" % (n // 2))
+    layout = lightweb_release.Layout(str(tmp_path))
+    for release in ["r1", "r2", "r3", "r4"]:
+        layout.switch(release)
+    result = layout.prune(1)
+    assert result["removed"] == ["r2", "r1"]
+    assert layout.listed() == ["r3", "r4"]  # the previous one stays
+    assert result["removed_venvs"] == ["v0"]
+    assert sorted(os.listdir(tmp_path / "venvs")) == ["v1"]
+
+
+def serve(listener, status):
+    listener.settimeout(2)
+    while True:
+        try:
+            conn, _addr = listener.accept()
+        except OSError:
+            return
+        answer(conn, status)
+
+
+def answer(conn, status):
+    with conn:
+        data = b""
+        while b"\x05\x00\x01\x00\x00" not in data:  # the empty STDIN record ends the request
+            data += conn.recv(4096)
+        body = b"Status: %d X\r\nContent-Type: text/plain\r\n\r\nok\n" % status
+        conn.sendall(lightweb_fcgi_probe.record(lightweb_fcgi_probe.STDOUT, body)
+                     + lightweb_fcgi_probe.record(lightweb_fcgi_probe.END_REQUEST, struct.pack("!IB3x", 0, 0)))
+
+
+@pytest.mark.parametrize("status, healthy", [(200, True), (500, False)])
+def test_probe_reads_the_status_of_a_fastcgi_answer(tmp_path, status, healthy):
+    path = str(tmp_path / "s")
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(path)
+        listener.listen(1)
+        server = threading.Thread(target=serve, args=(listener, status))
+        server.start()
+        result = lightweb_fcgi_probe.check(path, "/health", 200, timeout=0.5)
+        server.join(5)
+    assert result[0] is healthy
+    assert str(status) in result[1]
+
+
+def test_probe_reports_a_server_that_does_not_answer(tmp_path):
+    healthy, reason = lightweb_fcgi_probe.check(str(tmp_path / "none"), "/health", 200, timeout=0.3)
+    assert not healthy and "/health" in reason
