@@ -224,7 +224,8 @@ def load_from(container, *urls, threads=4, interval=0.02, settle=3.0, label="loa
     """Run the load generator on a test host against `urls` while the block
     runs; yields a dict that holds its summary once the block has ended (sent,
     failed, outcomes, versions seen with first/last times, failure times),
-    and prints the counts. Times are seconds since `summary["started"]`."""
+    and prints the counts. Times are seconds since `summary["started"]`, the
+    generator's own start (test hosts share this machine's clock)."""
     run = marker()
     out, stop = "/tmp/load-%s.json" % run, "/tmp/load-%s.stop" % run
     podman("cp", str(LOADGEN), "%s:/tmp/loadgen.py" % container)

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Load generator run on a test host: requests URLs in a loop from a few
 threads for a bounded time, a new connection each (as a stream of clients
 arrives), and counts every response.
@@ -87,7 +86,7 @@ def run(urls, threads, max_seconds, stop_file, timeout, interval):
         thread.join(timeout + 5)
     sent = sum(outcomes.values())
     return {
-        "sent": sent, "failed": sent - outcomes.get("200", 0), "seconds": round(time.time() - start, 1),
+        "started": start, "sent": sent, "failed": sent - outcomes.get("200", 0), "seconds": round(time.time() - start, 1),
         "outcomes": dict(outcomes), "versions": versions, "failures": failures[:500],
         "stopped_by": "stop file" if os.path.exists(stop_file) else "time limit",
     }

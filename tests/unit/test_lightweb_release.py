@@ -93,7 +93,7 @@ def test_probe_reads_the_status_of_a_fastcgi_answer(tmp_path, status, healthy):
         listener.listen(1)
         server = threading.Thread(target=serve, args=(listener, status))
         server.start()
-        result = lightweb_fcgi_probe.check(path, "/health", 200, timeout=0.5)
+        result = lightweb_fcgi_probe.check(path, "/health", 200, timeout=3)
         server.join(5)
     assert result[0] is healthy
     assert str(status) in result[1]

@@ -129,9 +129,11 @@ def test_rollback_rolls_the_farm_back_to_the_previous_release():
     assert result.stdout.count(BATCH_TASK) == 2
     assert load["failed"] == 0, load["failures"][:5]
     assert set(load["versions"]) == {"1", "2"}
-    for name, status in farm_releases().items():
-        assert status["current"] == before[name]["previous"]
-    assert set(versions_served()) == {"1"}
+    after = farm_releases()
+    for name, status in after.items():
+        assert status["current"] == before[name]["previous"], (name, before, after)
+    served = versions_served()
+    assert set(served) == {"1"}, (served, before, after)
 
 
 def _failures_between(load, start, end):
