@@ -139,7 +139,7 @@ def _ansible_playbook(inventory, limit, playbook, *extra_args, timeout=900):
 
 def run_playbook(limit, *extra_args, playbook="site.yml"):
     """Run a playbook of this checkout against the scenario's inventory."""
-    return _ansible_playbook(inventory_path(), limit, playbook, *extra_args, timeout=600)
+    return _ansible_playbook(inventory_path(), limit, playbook, *extra_args, timeout=1800)
 
 
 def file_checksum(host, path):

@@ -1,0 +1,448 @@
+"""Benchmark the lightweb.webpy stack end to end (issue #6); see BENCHMARKS.md.
+
+Creates the test hosts, provisions them with this collection (timed), adds
+the comparison servers next to them, then runs wrk against every layout,
+one run of each layout per round so that load from anything else on the
+machine falls on all of them alike, and reports medians. Writes
+bench/results/<stamp>.json and .md.
+"""
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+import hosts
+from hosts import pexec, run
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+SINGLE, FE1, FE2 = "lightweb-bench-single", "lightweb-bench-fe1", "lightweb-bench-fe2"
+APPS = ["lightweb-bench-app1", "lightweb-bench-app2", "lightweb-bench-app3"]
+IP = hosts.HOSTS
+PROCS = 4  # app processes of the single-host stack, and of gunicorn against it
+IO_MS = 20
+PROPOSALS = True  # also measure the changes proposed in BENCHMARKS.md
+APP_DIR = "/srv/webpy/current"
+
+
+def log(message):
+    print("[%s] %s" % (time.strftime("%H:%M:%S"), message), flush=True)
+
+
+# --- provisioning -----------------------------------------------------------
+
+def playbook(name, limit):
+    """Run a playbook; return wall seconds and the summed PLAY RECAP."""
+    started = time.monotonic()
+    proc = subprocess.run(
+        ["ansible-playbook", "-i", os.path.join(HERE, "inventory.yml"), name, "--limit", limit],
+        capture_output=True, text=True, cwd=REPO, check=False)
+    seconds = time.monotonic() - started
+    if proc.returncode != 0:
+        raise RuntimeError("%s failed:\n%s" % (name, proc.stdout[-3000:]))
+    recap = {"ok": 0, "changed": 0}
+    for line in proc.stdout.split("PLAY RECAP")[-1].splitlines():
+        for key in recap:
+            found = re.search(r"\b%s=(\d+)" % key, line)
+            recap[key] += int(found.group(1)) if found else 0
+    return {"seconds": round(seconds, 1), **recap}
+
+
+def provision(runs):
+    site = os.path.join(REPO, "playbooks", "site.yml")
+    ping = os.path.join(HERE, "ping.yml")
+    out = {}
+    log("fresh converge, 1 host (single-host layout)")
+    out["fresh_1_host"] = playbook(site, SINGLE)
+    log("fresh converge, 5 hosts (2 front-ends, 3 app servers)")
+    out["fresh_5_hosts"] = playbook(site, "farm")
+    out["noop_site"], out["one_task"] = [], []
+    for attempt in range(runs):  # interleaved, like the load runs
+        log("no-op re-run of site.yml and the one-task playbook, run %d" % (attempt + 1))
+        out["noop_site"].append(playbook(site, "farm"))
+        out["one_task"].append(playbook(ping, "farm"))
+    return out
+
+
+# --- comparison servers -----------------------------------------------------
+
+def write_file(host, path, text):
+    pexec(host, "sh", "-c", 'cat > "$1"', "-", path, input_text=text)
+
+
+def transient(host, unit, argv, props=()):
+    """Start a command as a transient systemd service (it dies with the host)."""
+    # flup workers may ignore SIGTERM; do not wait out systemd's stop timeout.
+    pexec(host, "systemctl", "kill", "--signal=SIGKILL", unit, check=False)
+    pexec(host, "systemctl", "stop", unit, check=False)
+    pexec(host, "systemctl", "reset-failed", unit, check=False)
+    args = ["systemd-run", "--unit", unit, "--collect"]
+    for prop in props:
+        args += ["-p", prop]
+    pexec(host, *(args + list(argv)))
+
+
+def lighttpd_variant(host, tag, port, max_procs=None, backends=None, backend_socket=None,
+                     no_accesslog=False, no_headers=False, fork_workers=0):
+    """Run a second lighttpd from the collection's own lighttpd.conf, changing
+    only the port and the process count or the list of app servers."""
+    conf = pexec(host, "cat", "/etc/lighttpd/lighttpd.conf")
+    conf = conf.replace('server.systemd-socket-activation = "enable"\n', "")
+    conf = re.sub(r"server\.port\s*=\s*80\n", "server.port = %d\n" % port, conf)
+    conf = conf.replace('"[::]:80"', '"[::]:%d"' % port)
+    conf = conf.replace('"/run/lighttpd.pid"', '"/run/lighttpd-%s.pid"' % tag)
+    if max_procs is not None:
+        conf = re.sub(r'"max-procs"\s*=> \d+', '"max-procs" => %d' % max_procs, conf)
+        conf = conf.replace("/app.sock", "/%s.sock" % tag)
+    if backends is not None:
+        conf = re.sub(r'\n\s*"(lightweb-bench-app\d)" => \(.*?\n\s*\),',
+                      lambda m: m.group(0) if m.group(1) in backends else "", conf, flags=re.S)
+    if backend_socket is not None:  # an app server that lighttpd does not spawn
+        conf = re.sub(r'"webpy" => \(.*?\n    \),', '"webpy" => (\n      "socket" => "%s",\n'
+                      '      "check-local" => "disable",\n    ),' % backend_socket, conf, flags=re.S)
+    if no_accesslog:
+        conf = re.sub(r'\s*"mod_accesslog",', "", conf)
+        conf = re.sub(r'accesslog\.filename.*\n', "", conf)
+    if no_headers:
+        conf = re.sub(r"\nsetenv\.set-response-header = \(.*?\n\)\n", "\n", conf, count=1, flags=re.S)
+    if fork_workers:  # one launcher forking its workers on one socket
+        conf = conf.replace("--max-threads", "--workers %d --max-threads" % fork_workers)
+    path = "/etc/lighttpd/%s.conf" % tag
+    write_file(host, path, conf)
+    pexec(host, "lighttpd", "-tt", "-f", path)
+    transient(host, tag, ["/usr/sbin/lighttpd", "-D", "-f", path])
+
+
+def stock_lighttpd():
+    """Debian's own lighttpd.conf, untouched but for port and pid file,
+    serving a copy of the same /sta file."""
+    conf = pexec(SINGLE, "sh", "-c",
+                 "f=$(ls /var/cache/apt/archives/lighttpd_*.deb 2>/dev/null | head -n1);"
+                 "if [ -z \"$f\" ]; then cd /tmp && apt-get download -q lighttpd >/dev/null"
+                 " && f=$(ls /tmp/lighttpd_*.deb | head -n1); fi;"
+                 "dpkg-deb --fsys-tarfile \"$f\" | tar -xO ./etc/lighttpd/lighttpd.conf")
+    conf = re.sub(r"server\.port\s*=\s*80\n", "server.port = 8090\n", conf)
+    conf = conf.replace('"/run/lighttpd.pid"', '"/run/lighttpd-stock.pid"')
+    conf = conf.replace('"/var/www/html"', '"/srv/bench-stock"')
+    # The collection's log directory belongs to its own lighttpd account.
+    conf = conf.replace('"/var/log/lighttpd/error.log"', '"/var/log/lighttpd-stock/error.log"')
+    pexec(SINGLE, "sh", "-c", "install -d -o www-data /var/log/lighttpd-stock && mkdir -p /srv/bench-stock && "
+          "cp -p /srv/lightweb/htdocs/sta/style.css /srv/bench-stock/style.css")
+    write_file(SINGLE, "/etc/lighttpd/stock.conf", conf)
+    transient(SINGLE, "bench-lighttpd-stock", ["/usr/sbin/lighttpd", "-D", "-f", "/etc/lighttpd/stock.conf"])
+
+
+NGINX_SITE = """\
+# nginx in front of gunicorn (sync workers), as its documentation deploys it.
+server {
+    listen 8080;
+    location / {
+        proxy_pass http://unix:/run/gunicorn/bench.sock;
+        proxy_set_header Host $host;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    }
+}
+"""
+
+
+def nginx_gunicorn():
+    # Debian's nginx; policy-rc.d keeps the package from starting it on :80,
+    # which lighttpd holds.
+    pexec(SINGLE, "sh", "-c",
+          "test -x /usr/sbin/nginx || { printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d"
+          " && chmod 755 /usr/sbin/policy-rc.d && apt-get install -y -q --no-install-recommends nginx"
+          " >/dev/null; rc=$?; rm -f /usr/sbin/policy-rc.d; exit $rc; }")
+    pexec(SINGLE, "rm", "-f", "/etc/nginx/sites-enabled/default")
+    write_file(SINGLE, "/etc/nginx/sites-enabled/bench", NGINX_SITE)
+    transient(SINGLE, "bench-gunicorn",
+              [APP_DIR + "/venv/bin/gunicorn", "--workers", str(PROCS), "--worker-class", "sync",
+               "--bind", "unix:/run/gunicorn/bench.sock", "app:wsgi"],
+              ["User=webpy", "Group=webpy", "RuntimeDirectory=gunicorn",
+               "WorkingDirectory=" + APP_DIR])
+    pexec(SINGLE, "systemctl", "restart", "nginx")
+
+
+def webpy_builtin():
+    transient(SINGLE, "bench-webpy", [APP_DIR + "/venv/bin/python3", "app.py", "8082"],
+              ["User=webpy", "Group=webpy", "WorkingDirectory=" + APP_DIR])
+
+
+def uwsgi(tag="bench-uwsgi", port=8110, threads=0):
+    """Proposal: uWSGI (Debian's) as the FastCGI server instead of flup, same
+    app, same 4 processes (with threads, or not), behind the collection's
+    lighttpd.conf on a unix socket."""
+    pexec(SINGLE, "sh", "-c", "test -e /usr/lib/uwsgi/plugins/python3_plugin.so"
+          " || apt-get install -y -q --no-install-recommends uwsgi-core uwsgi-plugin-python3 >/dev/null")
+    extra = ["--threads", str(threads), "--enable-threads"] if threads else []
+    transient(SINGLE, tag,
+              ["/usr/bin/uwsgi", "--plugin", "python3", "--virtualenv", APP_DIR + "/venv",
+               "--chdir", APP_DIR, "--module", "app:wsgi", "--fastcgi-socket", "/run/%s/app.sock" % tag,
+               "--processes", str(PROCS), "--master", "--die-on-term", "--disable-logging",
+               "--listen", "1024", "--env", "REAL_SCRIPT_NAME="] + extra,
+              ["User=webpy", "Group=webpy", "RuntimeDirectory=" + tag])
+    lighttpd_variant(SINGLE, tag + "-front", port, backend_socket="/run/%s/app.sock" % tag)
+
+
+def setup_comparisons():
+    log("comparison servers: nginx + gunicorn, web.py's server, stock lighttpd, sweeps")
+    nginx_gunicorn()
+    webpy_builtin()
+    stock_lighttpd()
+    for count in (1, 2, 8):
+        lighttpd_variant(SINGLE, "bench-p%d" % count, 8100 + count, max_procs=count)
+    for count in (1, 2):
+        lighttpd_variant(FE2, "bench-a%d" % count, 8200 + count, backends=APPS[:count])
+    if PROPOSALS:
+        uwsgi()
+        uwsgi("bench-uwsgi-threads", 8111, threads=16)
+        lighttpd_variant(SINGLE, "bench-nolog", 8120, max_procs=1, no_accesslog=True)
+        lighttpd_variant(SINGLE, "bench-nohdr", 8121, max_procs=1, no_headers=True)
+        lighttpd_variant(SINGLE, "bench-fork", 8130, max_procs=1, fork_workers=PROCS)
+
+
+# --- measuring --------------------------------------------------------------
+
+def procs(host):
+    with open(os.path.join(HERE, "procstat.py"), encoding="utf-8") as handle:
+        return json.loads(pexec(host, "python3", "-", input_text=handle.read()))
+
+
+def select(table, kind):
+    """Pick the processes of one server out of a host's process table."""
+    main = [p["pid"] for p in table
+            if p["comm"] == "lighttpd" and "-f /etc/lighttpd/lighttpd.conf" in p["cmd"]]
+    rules = {
+        "lighttpd": lambda p: p["pid"] in main,
+        "fcgi": lambda p: "lightweb_fcgi.py" in p["cmd"] and (not main or p["ppid"] in main),
+        "nginx": lambda p: p["comm"] == "nginx",
+        "gunicorn": lambda p: "bin/gunicorn" in p["cmd"],
+        "webpy": lambda p: p["cmd"].endswith("app.py 8082"),
+        "fcgi-fork": lambda p: "lightweb_fcgi.py" in p["cmd"] and "--workers" in p["cmd"],
+        "uwsgi": lambda p: p["comm"].startswith("uwsgi") and "--threads" not in p["cmd"],
+        "uwsgi-threads": lambda p: p["comm"].startswith("uwsgi") and "--threads" in p["cmd"],
+    }
+    return [p for p in table if rules[kind](p)]
+
+
+# Where each layout's processes run: label -> (kind, hosts).
+SERVERS = {
+    "single": {"lighttpd": ("lighttpd", [SINGLE]), "app": ("fcgi", [SINGLE])},
+    "farm": {"lighttpd": ("lighttpd", [FE1]), "app": ("fcgi", APPS)},
+    "gunicorn": {"nginx": ("nginx", [SINGLE]), "app": ("gunicorn", [SINGLE])},
+    "webpy": {"app": ("webpy", [SINGLE])},
+    "uwsgi": {"app": ("uwsgi", [SINGLE])},
+    "uwsgi-threads": {"app": ("uwsgi-threads", [SINGLE])},
+    "fork": {"app": ("fcgi-fork", [SINGLE])},
+}
+
+
+def snapshot(layout):
+    """CPU seconds and memory of each part of a layout, per host."""
+    out = {}
+    for label, (kind, names) in SERVERS.get(layout, {}).items():
+        rows = []
+        for host in names:
+            rows += select(procs(host), kind)
+        out[label] = {"cpu_s": sum(p["cpu_s"] for p in rows),
+                      "rss_kb": [p["rss_kb"] for p in rows],
+                      "pss_kb": [p["pss_kb"] for p in rows]}
+    return out
+
+
+UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def parse_wrk(text):
+    def number(pattern):
+        found = re.search(pattern, text)
+        return float(found.group(1)) if found else 0.0
+    p99 = re.search(r"^\s*99%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    requests = int(number(r"(\d+) requests in"))
+    non_2xx = int(number(r"Non-2xx or 3xx responses:\s+(\d+)"))
+    rps = number(r"Requests/sec:\s+([\d.]+)")
+    return {
+        # wrk counts error responses as requests: count only the good ones.
+        "rps": rps * (requests - non_2xx) / requests if requests else 0.0,
+        "requests": requests,
+        "p99_ms": float(p99.group(1)) * UNIT[p99.group(2)] if p99 else None,
+        "non_2xx": non_2xx,
+        "socket_errors": sum(int(n) for n in errors.groups()) if errors else 0,
+    }
+
+
+def wrk(case, seconds, sample=False):
+    """One wrk run; with sample, CPU per request and memory under load too."""
+    before = snapshot(case["layout"]) if sample else None
+    argv = ["wrk", "-t2", "-c%d" % case["conns"], "-d%ds" % seconds, "--latency", case["url"]]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    loaded = None
+    if sample:
+        time.sleep(seconds / 2)
+        loaded = snapshot(case["layout"])
+    text, _stderr = proc.communicate(timeout=seconds + 60)
+    result = parse_wrk(text)
+    if sample:
+        after = snapshot(case["layout"])
+        result["cpu_us_per_req"] = {
+            label: round((after[label]["cpu_s"] - before[label]["cpu_s"]) / max(result["requests"], 1) * 1e6, 1)
+            for label in after}
+        result["loaded"] = loaded
+    return result
+
+
+def cases(layouts):
+    single, fe1, fe2 = "http://" + IP[SINGLE], "http://" + IP[FE1], "http://" + IP[FE2]
+    all_cases = [
+        # The hello route, 32 connections.
+        {"name": "hello lighttpd+FastCGI single", "layout": "single", "url": single + "/hello"},
+        {"name": "hello lighttpd+FastCGI farm", "layout": "farm", "url": fe1 + "/hello"},
+        {"name": "hello nginx+gunicorn sync", "layout": "gunicorn", "url": single + ":8080/hello"},
+        {"name": "hello web.py built-in server", "layout": "webpy", "url": single + ":8082/hello"},
+        # The same bytes from disk.
+        {"name": "static /sta (collection config)", "layout": "sta", "url": single + "/sta/style.css"},
+        {"name": "static stock lighttpd", "layout": "stock", "url": single + ":8090/style.css"},
+        # 20 ms of simulated I/O, 64 connections.
+        {"name": "io single 1 proc", "layout": "io", "url": single + ":8101/io", "conns": 64},
+        {"name": "io single 2 procs", "layout": "io", "url": single + ":8102/io", "conns": 64},
+        {"name": "io single 4 procs", "layout": "io", "url": single + "/io", "conns": 64},
+        {"name": "io single 8 procs", "layout": "io", "url": single + ":8108/io", "conns": 64},
+        {"name": "io farm 1 app server", "layout": "io", "url": fe2 + ":8201/io", "conns": 64},
+        {"name": "io farm 2 app servers", "layout": "io", "url": fe2 + ":8202/io", "conns": 64},
+        {"name": "io farm 3 app servers", "layout": "io", "url": fe1 + "/io", "conns": 64},
+        {"name": "io nginx+gunicorn sync", "layout": "io", "url": single + ":8080/io", "conns": 64},
+    ]
+    if PROPOSALS:
+        all_cases += [
+            {"name": "proposal: hello lighttpd+uWSGI single", "layout": "uwsgi", "url": single + ":8110/hello"},
+            {"name": "proposal: io lighttpd+uWSGI single", "layout": "io", "url": single + ":8110/io", "conns": 64},
+            {"name": "proposal: hello lighttpd+uWSGI 16 threads single", "layout": "uwsgi-threads",
+             "url": single + ":8111/hello"},
+            {"name": "proposal: io lighttpd+uWSGI 16 threads single", "layout": "io",
+             "url": single + ":8111/io", "conns": 64},
+            {"name": "proposal: static /sta without access log", "layout": "sta", "url": single + ":8120/sta/style.css"},
+            {"name": "proposal: static /sta without security headers", "layout": "sta",
+             "url": single + ":8121/sta/style.css"},
+            {"name": "proposal: hello single, 1 launcher forking 4 workers", "layout": "fork",
+             "url": single + ":8130/hello"},
+            {"name": "proposal: io single, 1 launcher forking 4 workers", "layout": "io",
+             "url": single + ":8130/io", "conns": 64},
+        ]
+    chosen = [c for c in all_cases if not layouts or any(word in c["name"] for word in layouts)]
+    for case in chosen:
+        case.setdefault("conns", 32)
+    return chosen
+
+
+def load_runs(chosen, runs, seconds):
+    for case in chosen:  # every server answers, and warms up, before timing
+        hosts.wait_http(case["url"])
+        wrk(case, 2)
+    results = {case["name"]: [] for case in chosen}
+    for attempt in range(runs):
+        for case in chosen:
+            result = wrk(case, seconds, sample=case["layout"] in SERVERS)
+            log("run %d %-34s %8.0f req/s  p99 %s ms" % (attempt + 1, case["name"], result["rps"], result["p99_ms"]))
+            results[case["name"]].append(result)
+    return results
+
+
+def median_of(rows, key):
+    values = [row[key] for row in rows if row.get(key) is not None]
+    return statistics.median(values) if values else None
+
+
+def summarize(chosen, results):
+    out = {}
+    for case in chosen:
+        rows = results[case["name"]]
+        entry = {"url": case["url"], "conns": case["conns"], "rps": median_of(rows, "rps"),
+                 "p99_ms": median_of(rows, "p99_ms"),
+                 "errors": sum(r["non_2xx"] + r["socket_errors"] for r in rows),
+                 "runs": [{"rps": r["rps"], "p99_ms": r["p99_ms"]} for r in rows]}
+        if rows and "cpu_us_per_req" in rows[0]:
+            entry["cpu_us_per_req"] = {label: statistics.median(r["cpu_us_per_req"][label] for r in rows)
+                                       for label in rows[0]["cpu_us_per_req"]}
+            entry["loaded"] = rows[len(rows) // 2]["loaded"]
+        out[case["name"]] = entry
+    return out
+
+
+def floor():
+    """The hello route called in-process, in the host's app virtualenv."""
+    with open(os.path.join(HERE, "floor.py"), encoding="utf-8") as handle:
+        script = handle.read()
+    rows = [json.loads(pexec(SINGLE, "sh", "-c", "cd %s && venv/bin/python3 - /hello 20000" % APP_DIR,
+                             input_text=script)) for _attempt in range(3)]
+    return {key: statistics.median(r[key] for r in rows) for key in ("cpu_us", "wall_us")}
+
+
+def machine():
+    def text(argv):
+        return run(argv, check=False).strip()
+    versions = {}
+    for package in ("lighttpd", "nginx", "python3"):
+        versions[package] = pexec(SINGLE, "dpkg-query", "-W", "-f=${Version}", package, check=False)
+    versions["wrk"] = text(["dpkg-query", "-W", "-f=${Version}", "wrk"])
+    versions["podman"] = text(["podman", "--version"])
+    versions["ansible-core"] = text(["ansible", "--version"]).splitlines()[0]
+    return {"nproc": text(["nproc"]), "mem": text(["free", "-g"]).splitlines()[1],
+            "kernel": text(["uname", "-r"]), "debian": text(["cat", "/etc/debian_version"]),
+            "cpu": re.sub(r".*:\s*", "", next((line for line in open("/proc/cpuinfo")
+                                               if line.startswith("model name")), "")).strip(),
+            "loadavg_start": open("/proc/loadavg").read().split()[:3], "versions": versions}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1 run of 3 s per layout (a smoke test)")
+    parser.add_argument("--runs", type=int, default=3, help="rounds over all layouts (median reported)")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--reuse", action="store_true",
+                        help="use running bench hosts; skip creating and provisioning them")
+    parser.add_argument("--only", nargs="*", default=[], help="layouts whose name contains one of these words")
+    parser.add_argument("--keep", action="store_true", help="leave the test hosts running")
+    args = parser.parse_args()
+    if args.quick:
+        args.runs, args.duration = 1, 3
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    report = {"started": stamp, "machine": machine(),
+              "settings": {"runs": args.runs, "duration_s": args.duration, "wrk": "-t2 --latency",
+                           "procs": PROCS}}
+    try:
+        if not args.reuse:
+            log("creating the test hosts")
+            hosts.destroy()
+            hosts.create()
+            report["provisioning"] = provision(args.runs)
+        setup_comparisons()
+        time.sleep(2)
+        report["sta_headers"] = hosts.wait_http("http://%s/sta/style.css" % IP[SINGLE])
+        layouts = ("single", "gunicorn", "farm") + (("fork", "uwsgi", "uwsgi-threads") if PROPOSALS else ())
+        report["memory_idle"] = {layout: snapshot(layout) for layout in layouts}
+        report["floor"] = floor()
+        chosen = cases(args.only)
+        report["load"] = summarize(chosen, load_runs(chosen, args.runs, args.duration))
+        report["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
+    finally:
+        if not args.keep:
+            log("removing the test hosts")
+            hosts.destroy()
+    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
+    base = os.path.join(HERE, "results", stamp)
+    with open(base + ".json", "w", encoding="utf-8") as handle:
+        json.dump(report, handle, indent=1)
+    import report as render  # pylint: disable=import-outside-toplevel
+    with open(base + ".md", "w", encoding="utf-8") as handle:
+        handle.write(render.markdown(report))
+    log("wrote %s.json and %s.md" % (base, base))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""Render a bench/bench.py result (JSON) as markdown: the tables and the
+ratios that issue #6 sets targets for. `python3 report.py RESULT.json`
+prints it again."""
+
+import json
+import sys
+
+IDEAL_CONNS = 64
+IO_MS = 20
+
+
+def fmt(value, digits=0):
+    return "-" if value is None else ("%.*f" % (digits, value))
+
+
+def mib(kb_list):
+    return sum(kb_list) / 1024
+
+
+def target_row(name, measured, target, met):
+    return "| %s | %s | %s | %s |" % (name, measured, target, "met" if met else "**missed**")
+
+
+def ratios(report):
+    load, rows = report.get("load", {}), []
+
+    def get(name, key="rps"):
+        return load.get(name, {}).get(key)
+
+    hello, gun = "hello lighttpd+FastCGI single", "hello nginx+gunicorn sync"
+    if get(hello) and get(gun):
+        ratio = get(hello) / get(gun)
+        p99, p99_gun = get(hello, "p99_ms"), get(gun, "p99_ms")
+        rows.append(target_row("hello: lighttpd+FastCGI / nginx+gunicorn, %d procs each" % report["settings"]["procs"],
+                               "%.2fx req/s; p99 %s vs %s ms" % (ratio, fmt(p99, 1), fmt(p99_gun, 1)),
+                               ">= 2.0x, p99 no worse", ratio >= 2.0 and p99 <= p99_gun))
+    io, io_gun = "io single 4 procs", "io nginx+gunicorn sync"
+    if get(io) and get(io_gun):
+        ratio = get(io) / get(io_gun)
+        rows.append(target_row("20 ms I/O: FastCGI / gunicorn sync, 4 procs each, 64 conns",
+                               "%.1fx" % ratio, ">= 10x", ratio >= 10))
+    if get(io):
+        ideal = IDEAL_CONNS / (IO_MS / 1000.0)
+        share = get(io) / ideal
+        rows.append(target_row("20 ms I/O: single host 4 procs / ideal (%d req/s)" % ideal,
+                               "%.2f" % share, ">= 0.85", share >= 0.85))
+    cpu = load.get(hello, {}).get("cpu_us_per_req", {}).get("app")
+    floor = report.get("floor", {}).get("cpu_us")
+    if cpu and floor:
+        rows.append(target_row("FastCGI server CPU per request / in-process call",
+                               "%.0f / %.0f us = %.1fx" % (cpu, floor, cpu / floor), "<= 2x", cpu / floor <= 2))
+    sta, stock = "static /sta (collection config)", "static stock lighttpd"
+    if get(sta) and get(stock):
+        headers = report.get("sta_headers", {})
+        caching = [h for h in ("ETag", "Last-Modified", "Cache-Control", "Expires") if h in headers]
+        ratio = get(sta) / get(stock)
+        rows.append(target_row("/sta / stock lighttpd, same file", "%.2fx; caching headers: %s"
+                               % (ratio, ", ".join(caching) or "none"), ">= 0.95x with caching headers",
+                               ratio >= 0.95 and bool(caching)))
+    prov = report.get("provisioning")
+    if prov:
+        noop = sorted(r["seconds"] for r in prov["noop_site"])[len(prov["noop_site"]) // 2]
+        one = sorted(r["seconds"] for r in prov["one_task"])[len(prov["one_task"]) // 2]
+        changed = max(r["changed"] for r in prov["noop_site"])
+        rows.append(target_row("no-op re-run of site.yml / one-task playbook (5 hosts)",
+                               "%.1f / %.1f s = %.1fx (changed=%d)" % (noop, one, noop / one, changed),
+                               "<= 3x, zero changes", noop / one <= 3 and changed == 0))
+        one_h, five_h = prov["fresh_1_host"]["seconds"], prov["fresh_5_hosts"]["seconds"]
+        rows.append(target_row("fresh converge: 5 hosts / 1 host", "%.0f / %.0f s = %.2fx"
+                               % (five_h, one_h, five_h / one_h), "<= 1.5x", five_h / one_h <= 1.5))
+    idle = report.get("memory_idle", {})
+    if idle.get("single") and idle.get("gunicorn"):
+        ours = sum(mib(part["rss_kb"]) for part in idle["single"].values())
+        theirs = sum(mib(part["rss_kb"]) for part in idle["gunicorn"].values())
+        rows.append(target_row("idle RSS, single-host stack / nginx+gunicorn", "%.1f / %.1f MiB = %.2fx"
+                               % (ours, theirs, ours / theirs), "<= 1.0x", ours <= theirs))
+    return rows
+
+
+def markdown(report):
+    m = report["machine"]
+    out = ["# lightweb.webpy benchmark, %s" % report["started"], "",
+           "Machine: %s cores (%s), `free -g`: `%s`, kernel %s, Debian %s; load average at start %s, at end %s."
+           % (m["nproc"], m["cpu"], " ".join(m["mem"].split()), m["kernel"], m["debian"],
+              " ".join(m["loadavg_start"]), " ".join(report.get("loadavg_end", ["?"]))),
+           "Versions: " + ", ".join("%s %s" % kv for kv in m["versions"].items()) + ".",
+           "wrk %s, %d s per run, median of %d interleaved runs."
+           % (report["settings"]["wrk"], report["settings"]["duration_s"], report["settings"]["runs"]), "",
+           "## Targets", "", "| ratio | measured | target | |", "|---|---|---|---|"]
+    out += ratios(report)
+    out += ["", "## Load (wrk)", "",
+            "| layout | conns | req/s | p99 ms | runs (req/s) | errors | app CPU us/req | front CPU us/req |",
+            "|---|---|---|---|---|---|---|---|"]
+    for name, row in report.get("load", {}).items():
+        cpu = row.get("cpu_us_per_req", {})
+        front = cpu.get("lighttpd", cpu.get("nginx"))
+        out.append("| %s | %d | %s | %s | %s | %d | %s | %s |" % (
+            name, row["conns"], fmt(row["rps"]), fmt(row["p99_ms"], 1),
+            " ".join(fmt(r["rps"]) for r in row["runs"]), row["errors"], fmt(cpu.get("app")), fmt(front)))
+    if "io single 4 procs" in report.get("load", {}):
+        out += ["", "Ideal for the 20 ms route at %d connections: %d req/s." % (IDEAL_CONNS, IDEAL_CONNS * 1000 // IO_MS)]
+    floor = report.get("floor")
+    if floor:
+        out += ["", "In-process WSGI call of /hello (the floor): %.1f us CPU, %.1f us wall per call."
+                % (floor["cpu_us"], floor["wall_us"])]
+    out += ["", "## Memory (RSS MiB; PSS in brackets counts shared pages once)", "",
+            "| stack | part | at rest | under hello load |", "|---|---|---|---|"]
+    loaded = {"single": "hello lighttpd+FastCGI single", "gunicorn": "hello nginx+gunicorn sync",
+              "farm": "hello lighttpd+FastCGI farm", "fork": "proposal: hello single, 1 launcher forking 4 workers",
+              "uwsgi": "proposal: hello lighttpd+uWSGI single",
+              "uwsgi-threads": "proposal: hello lighttpd+uWSGI 16 threads single"}
+    for layout, parts in report.get("memory_idle", {}).items():
+        busy = report.get("load", {}).get(loaded.get(layout), {}).get("loaded", {})
+        for part, idle in parts.items():
+            def cell(data):
+                if not data:
+                    return "-"
+                return "%.1f [%.1f] (%s)" % (mib(data["rss_kb"]), mib(data["pss_kb"]),
+                                             " ".join("%.1f" % (kb / 1024) for kb in data["rss_kb"]))
+            out.append("| %s | %s | %s | %s |" % (layout, part, cell(idle), cell(busy.get(part))))
+    prov = report.get("provisioning")
+    if prov:
+        out += ["", "## Provisioning (ansible-playbook wall time)", "",
+                "| run | seconds | changed |", "|---|---|---|",
+                "| fresh converge, 1 host (single-host layout) | %.1f | %d |"
+                % (prov["fresh_1_host"]["seconds"], prov["fresh_1_host"]["changed"]),
+                "| fresh converge, 5 hosts (2 front-ends + 3 app servers) | %.1f | %d |"
+                % (prov["fresh_5_hosts"]["seconds"], prov["fresh_5_hosts"]["changed"])]
+        for label, key in (("no-op re-run of site.yml, 5 hosts", "noop_site"), ("one-task playbook, 5 hosts", "one_task")):
+            out.append("| %s | %s | %s |" % (label, " ".join("%.1f" % r["seconds"] for r in prov[key]),
+                                             " ".join(str(r["changed"]) for r in prov[key])))
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    with open(sys.argv[1], encoding="utf-8") as handle:
+        sys.stdout.write(markdown(json.load(handle)))

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The benchmark of BENCHMARKS.md in one command, as root on the test machine:
+#   ./bench/run.sh            full run (about 25 minutes)
+#   ./bench/run.sh --quick    1 short run per layout, a smoke test
+#   ./bench/run.sh --keep     leave the lightweb-bench-* hosts running
+# Other options: ./bench/run.sh --help. Results: bench/results/<stamp>.{json,md}.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(dirname "$here")
+[ -x "$repo/.venv/bin/ansible-playbook" ] || "$repo/scripts/bootstrap.sh"
+podman image exists localhost/lightweb-test:debian12 || "$repo/scripts/build-test-images.sh"
+command -v wrk >/dev/null || apt-get install -y wrk
+# shellcheck source=/dev/null
+source "$repo/scripts/env.sh"
+# The test hosts cannot reach PyPI: fetch the app's wheels here, once, for
+# their Python (Debian 12: 3.11), as a user with offline hosts would.
+wheels=$here/.wheels/py3.11
+if ! ls "$wheels"/gunicorn-*.whl >/dev/null 2>&1; then
+  python -m pip download --disable-pip-version-check --quiet --only-binary=:all: \
+    --python-version=3.11 --dest="$wheels" --requirement="$here/app/requirements.txt"
+fi
+cd "$here"
+exec python bench.py "$@"
