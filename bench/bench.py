@@ -88,7 +88,7 @@ def transient(host, unit, argv, props=()):
 
 
 def lighttpd_variant(host, tag, port, max_procs=None, backends=None, backend_socket=None,
-                     no_accesslog=False, no_headers=False, fork_workers=0):
+                     before_static=False, no_headers=False, fork_workers=0):
     """Run a second lighttpd from the collection's own lighttpd.conf, changing
     only the port and the process count or the list of app servers."""
     conf = pexec(host, "cat", "/etc/lighttpd/lighttpd.conf")
@@ -105,9 +105,8 @@ def lighttpd_variant(host, tag, port, max_procs=None, backends=None, backend_soc
     if backend_socket is not None:  # an app server that lighttpd does not spawn
         conf = re.sub(r'"webpy" => \(.*?\n    \),', '"webpy" => (\n      "socket" => "%s",\n'
                       '      "check-local" => "disable",\n    ),' % backend_socket, conf, flags=re.S)
-    if no_accesslog:
-        conf = re.sub(r'\s*"mod_accesslog",', "", conf)
-        conf = re.sub(r'accesslog\.filename.*\n', "", conf)
+    if before_static:  # /sta as configured before: logged, no Cache-Control, no compression
+        conf = re.sub(r'\n\$HTTP\["url"\] =\^ "/sta/" \{.*?\n\}\n', "\n", conf, count=1, flags=re.S)
     if no_headers:
         conf = re.sub(r"\nsetenv\.set-response-header = \(.*?\n\)\n", "\n", conf, count=1, flags=re.S)
     if fork_workers:  # one launcher forking its workers on one socket
@@ -200,7 +199,7 @@ def setup_comparisons():
     if PROPOSALS:
         uwsgi()
         uwsgi("bench-uwsgi-threads", 8111, threads=16)
-        lighttpd_variant(SINGLE, "bench-nolog", 8120, max_procs=1, no_accesslog=True)
+        lighttpd_variant(SINGLE, "bench-sta-before", 8120, max_procs=1, before_static=True)
         lighttpd_variant(SINGLE, "bench-nohdr", 8121, max_procs=1, no_headers=True)
         lighttpd_variant(SINGLE, "bench-fork", 8130, max_procs=1, fork_workers=PROCS)
 
@@ -280,6 +279,8 @@ def wrk(case, seconds, sample=False):
     """One wrk run; with sample, CPU per request and memory under load too."""
     before = snapshot(case["layout"]) if sample else None
     argv = ["wrk", "-t2", "-c%d" % case["conns"], "-d%ds" % seconds, "--latency", case["url"]]
+    for header in case.get("headers", []):
+        argv[1:1] = ["-H", header]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     loaded = None
     if sample:
@@ -307,6 +308,8 @@ def cases(layouts):
         # The same bytes from disk.
         {"name": "static /sta (collection config)", "layout": "sta", "url": single + "/sta/style.css"},
         {"name": "static stock lighttpd", "layout": "stock", "url": single + ":8090/style.css"},
+        {"name": "static /sta gzip (collection config)", "layout": "sta", "url": single + "/sta/style.css",
+         "headers": ["Accept-Encoding: gzip"]},
         # 20 ms of simulated I/O, 64 connections.
         {"name": "io single 1 proc", "layout": "io", "url": single + ":8101/io", "conns": 64},
         {"name": "io single 2 procs", "layout": "io", "url": single + ":8102/io", "conns": 64},
@@ -325,7 +328,8 @@ def cases(layouts):
              "url": single + ":8111/hello"},
             {"name": "proposal: io lighttpd+uWSGI 16 threads single", "layout": "io",
              "url": single + ":8111/io", "conns": 64},
-            {"name": "proposal: static /sta without access log", "layout": "sta", "url": single + ":8120/sta/style.css"},
+            {"name": "before: static /sta as configured before (access log, no Cache-Control)", "layout": "sta",
+             "url": single + ":8120/sta/style.css"},
             {"name": "proposal: static /sta without security headers", "layout": "sta",
              "url": single + ":8121/sta/style.css"},
             {"name": "proposal: hello single, 1 launcher forking 4 workers", "layout": "fork",

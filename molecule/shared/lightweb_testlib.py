@@ -62,13 +62,13 @@ def host_address(host):
     return match.group(1)
 
 
-def http(address, path, method="GET", data=None, port=None, timeout=10, body=None):
+def http(address, path, method="GET", data=None, port=None, timeout=10, body=None, headers=None):
     """One request to "ADDRESS" (HTTP) or "https://ADDRESS"; a Response for any status code."""
     scheme, _sep, hostpart = address.rpartition("://")
     url = "%s://%s%s%s" % (scheme or "http", hostpart, ":%d" % port if port else "", path)
     if data is not None:
         body = urllib.parse.urlencode(data).encode()
-    request = urllib.request.Request(url, data=body, method=method)
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
         with _OPENER.open(request, timeout=timeout) as resp:
             return Response(resp.status, resp.headers, resp.read())

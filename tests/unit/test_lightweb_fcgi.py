@@ -192,3 +192,41 @@ def test_inherited_listening_socket_does_not_block_accept():
         lightweb_fcgi.listen_without_blocking(listener.fileno())
         with pytest.raises(BlockingIOError):
             listener.accept()
+
+
+def test_connections_beyond_the_threads_wait_instead_of_failing(tmp_path):
+    # Real flup, 16 requests of 0.3 s at once. flup starts 5 threads (its
+    # maxSpare, even above maxThreads) and alone closes the connections it
+    # has no idle thread for; the launcher makes them wait.
+    import lightweb_fcgi_probe  # pylint: disable=import-outside-toplevel
+    (tmp_path / "slow.py").write_text(
+        "import time\n"
+        "def application(environ, start_response):\n"
+        "    time.sleep(0.3)\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [b'done']\n"
+    )
+    sock = str(tmp_path / "fcgi.sock")
+    server = subprocess.Popen([sys.executable, lightweb_fcgi.__file__, "--app-dir", str(tmp_path),
+                               "--entry", "slow:application", "--bind", "unix:" + sock, "--max-threads", "2"])
+    try:
+        deadline = time.monotonic() + 10
+        while not os.path.exists(sock) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        results = []
+
+        def ask():
+            try:
+                results.append(lightweb_fcgi_probe.fcgi_get(sock, "/", timeout=10))
+            except OSError as err:
+                results.append(err)
+
+        clients = [threading.Thread(target=ask) for _client in range(16)]
+        for client in clients:
+            client.start()
+        for client in clients:
+            client.join(15)
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert results == [(200, b"done")] * 16

@@ -21,6 +21,7 @@ BAD_INPUTS = [
     ({"lighttpd_static_prefix": "sta/"}, "lighttpd_static_prefix"),
     ({"lighttpd_static_prefix": "/sta/"}, "lighttpd_static_prefix"),
     ({"lighttpd_fastcgi_prefix": "/sta"}, "lighttpd_fastcgi_prefix"),
+    ({"lighttpd_static_max_age": -1}, "lighttpd_static_max_age"),
     ({"lighttpd_document_root": "srv/htdocs"}, "lighttpd_document_root"),
     ({"lighttpd_error_log": "/var/log/lighttpd/my errors.log"}, "lighttpd_error_log"),
     ({"lighttpd_fastcgi_socket_dir": "/run/" + "x" * 100}, "lighttpd_fastcgi_socket_dir"),

@@ -1,5 +1,6 @@
 """The single-host stack: lighttpd serves /sta and spawns web.py over FastCGI."""
 
+import gzip
 import json
 import time
 
@@ -53,6 +54,37 @@ def test_static_assets_come_from_lighttpd_never_from_the_app(host, addr):
     log = host.file(REQUEST_LOG).content_string
     assert "GET /?probe=" + app_probe in log, "the app's request log works"
     assert static_probe not in log, "a /sta request reached the app"
+
+
+def test_static_assets_are_cached_compressed_and_left_out_of_the_access_log(host, addr):
+    css_bytes = (EXAMPLE_APP / "sta" / "style.css").read_bytes()
+    css = http(addr, "/sta/style.css")
+    assert css.headers["Cache-Control"] == "max-age=3600"  # lighttpd_static_max_age
+    assert "Content-Encoding" not in css.headers and css.body == css_bytes
+    assert http(addr, "/sta/style.css", headers={"If-None-Match": css.headers["ETag"]}).status == 304
+    gzipped = http(addr, "/sta/style.css", headers={"Accept-Encoding": "gzip"})
+    assert gzipped.headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(gzipped.body) == css_bytes
+    assert "Accept-Encoding" in gzipped.headers["Vary"]
+    assert http(addr, "/sta/style.css", headers={"Accept-Encoding": "br"}).headers["Content-Encoding"] == "br"
+    # Made once, then served from the cache directory.
+    assert host.run("find /var/cache/lighttpd/compress -name 'style.css*' -type f").stdout.strip()
+    png = http(addr, "/sta/logo.png", headers={"Accept-Encoding": "gzip"})
+    assert "Content-Encoding" not in png.headers  # already compressed
+    page = http(addr, "/", headers={"Accept-Encoding": "gzip"})
+    assert "Content-Encoding" not in page.headers and "max-age" not in page.headers.get("Cache-Control", "")
+    static_probe, app_probe = marker(), marker()
+    assert http(addr, "/sta/style.css?probe=" + static_probe).status == 200
+    assert http(addr, "/?probe=" + app_probe).status == 200
+
+    def access_log():
+        return host.file("/var/log/lighttpd/access.log").content_string
+
+    deadline = time.monotonic() + 10
+    while app_probe not in access_log() and time.monotonic() < deadline:
+        time.sleep(0.5)  # lighttpd writes the log in batches
+    assert app_probe in access_log(), "app requests are logged"
+    assert static_probe not in access_log()
 
 
 def test_json_endpoint_names_the_process_that_answered(host, addr):
@@ -161,7 +193,7 @@ def test_logs_rotate_and_logging_continues(host, addr):
     probe = marker()
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        http(addr, "/sta/style.css?after-rotation=" + probe)
+        http(addr, "/?after-rotation=" + probe)  # /sta is not logged
         if probe in host.file("/var/log/lighttpd/access.log").content_string:
             break
         time.sleep(0.5)

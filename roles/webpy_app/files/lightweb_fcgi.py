@@ -81,6 +81,24 @@ def drain_on_shutdown(server, timeout=10.0):
     return server
 
 
+def queue_when_busy(server):
+    """Make a connection wait for a free thread instead of being closed.
+
+    flup's accept loop hands each connection to its thread pool without
+    queuing and closes it when every thread is busy; lighttpd counts that as
+    a failed backend and answers an error. Queue it instead: it is served as
+    soon as a request of this process finishes.
+    """
+    pool = server._threadPool  # pylint: disable=protected-access
+    add_job = pool.addJob
+
+    def add_job_queued(job, allowQueuing=True):  # pylint: disable=invalid-name,unused-argument
+        return add_job(job, allowQueuing=True)
+
+    pool.addJob = add_job_queued
+    return server
+
+
 _STOP_SIGNALS = []
 
 
@@ -219,7 +237,7 @@ def main(argv=None):
     def serve():
         server = WSGIServer(application, bindAddress=bind, multiplexed=False,
                             maxThreads=args.max_threads, debug=False)
-        stop_on_request(drain_on_shutdown(server)).run()
+        stop_on_request(drain_on_shutdown(queue_when_busy(server))).run()
 
     if args.workers == 1:
         signal.signal(signal.SIGTERM, note_stop)
