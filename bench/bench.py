@@ -386,12 +386,17 @@ def floor():
     return {key: statistics.median(r[key] for r in rows) for key in ("cpu_us", "wall_us")}
 
 
+def host_versions():
+    """Package versions on the single host, once provisioning and the
+    comparison servers have installed them."""
+    return {package: pexec(SINGLE, "dpkg-query", "-W", "-f=${Version}", package, check=False).strip()
+            for package in ("lighttpd", "nginx", "python3")}
+
+
 def machine():
     def text(argv):
         return run(argv, check=False).strip()
     versions = {}
-    for package in ("lighttpd", "nginx", "python3"):
-        versions[package] = pexec(SINGLE, "dpkg-query", "-W", "-f=${Version}", package, check=False)
     versions["wrk"] = text(["dpkg-query", "-W", "-f=${Version}", "wrk"])
     versions["podman"] = text(["podman", "--version"])
     versions["ansible-core"] = text(["ansible", "--version"]).splitlines()[0]
@@ -425,6 +430,7 @@ def main():
             hosts.create()
             report["provisioning"] = provision(args.runs)
         setup_comparisons()
+        report["machine"]["versions"].update(host_versions())
         time.sleep(2)
         report["sta_headers"] = hosts.wait_http("http://%s/sta/style.css" % IP[SINGLE])
         layouts = ("single", "gunicorn", "farm") + (("fork", "uwsgi", "uwsgi-threads") if PROPOSALS else ())

@@ -15,7 +15,7 @@ def test_collection_was_installed_from_the_tarball():
     assert manifest["collection_info"]["name"] == "webpy"
     assert (installed / "playbooks" / "site.yml").is_file()
     # Development files stay out of the released artifact.
-    for left_out in ("molecule", "scripts", ".ci", "requirements-dev.txt"):
+    for left_out in ("molecule", "scripts", ".ci", "requirements-dev.txt", "bench"):
         assert not (installed / left_out).exists(), left_out
 
 
