@@ -26,8 +26,11 @@ APPS = ["lightweb-bench-app1", "lightweb-bench-app2", "lightweb-bench-app3"]
 IP = hosts.HOSTS
 PROCS = 4  # app processes of the single-host stack, and of gunicorn against it
 IO_MS = 20
-PROPOSALS = True  # also measure the changes proposed in BENCHMARKS.md
+PROPOSALS = True  # also measure the configurations before this round's changes
 APP_DIR = "/srv/webpy/current"
+# The app under flup as the collection ran it before uWSGI was the default.
+FLUP_COMMAND = (APP_DIR + "/venv/bin/python3 /srv/webpy/bin/lightweb_fcgi.py --app-dir " + APP_DIR
+                + " --entry app:app --max-threads 32")
 
 
 def log(message):
@@ -88,7 +91,7 @@ def transient(host, unit, argv, props=()):
 
 
 def lighttpd_variant(host, tag, port, max_procs=None, backends=None, backend_socket=None,
-                     before_static=False, no_headers=False, fork_workers=0):
+                     before_static=False, no_headers=False, flup=False):
     """Run a second lighttpd from the collection's own lighttpd.conf, changing
     only the port and the process count or the list of app servers."""
     conf = pexec(host, "cat", "/etc/lighttpd/lighttpd.conf")
@@ -109,8 +112,9 @@ def lighttpd_variant(host, tag, port, max_procs=None, backends=None, backend_soc
         conf = re.sub(r'\n\$HTTP\["url"\] =\^ "/sta/" \{.*?\n\}\n', "\n", conf, count=1, flags=re.S)
     if no_headers:
         conf = re.sub(r"\nsetenv\.set-response-header = \(.*?\n\)\n", "\n", conf, count=1, flags=re.S)
-    if fork_workers:  # one launcher forking its workers on one socket
-        conf = conf.replace("--max-threads", "--workers %d --max-threads" % fork_workers)
+    if flup:  # the app under flup, the FastCGI server before uWSGI became the default
+        conf = re.sub(r'"bin-path"\s*=> "[^"]*"', '"bin-path" => "%s"' % FLUP_COMMAND, conf)
+        conf = re.sub(r'"kill-signal"\s*=> \d+', '"kill-signal" => 15', conf)
     path = "/etc/lighttpd/%s.conf" % tag
     write_file(host, path, conf)
     pexec(host, "lighttpd", "-tt", "-f", path)
@@ -171,22 +175,6 @@ def webpy_builtin():
               ["User=webpy", "Group=webpy", "WorkingDirectory=" + APP_DIR])
 
 
-def uwsgi(tag="bench-uwsgi", port=8110, threads=0):
-    """Proposal: uWSGI (Debian's) as the FastCGI server instead of flup, same
-    app, same 4 processes (with threads, or not), behind the collection's
-    lighttpd.conf on a unix socket."""
-    pexec(SINGLE, "sh", "-c", "test -e /usr/lib/uwsgi/plugins/python3_plugin.so"
-          " || apt-get install -y -q --no-install-recommends uwsgi-core uwsgi-plugin-python3 >/dev/null")
-    extra = ["--threads", str(threads), "--enable-threads"] if threads else []
-    transient(SINGLE, tag,
-              ["/usr/bin/uwsgi", "--plugin", "python3", "--virtualenv", APP_DIR + "/venv",
-               "--chdir", APP_DIR, "--module", "app:wsgi", "--fastcgi-socket", "/run/%s/app.sock" % tag,
-               "--processes", str(PROCS), "--master", "--die-on-term", "--disable-logging",
-               "--listen", "1024", "--env", "REAL_SCRIPT_NAME="] + extra,
-              ["User=webpy", "Group=webpy", "RuntimeDirectory=" + tag])
-    lighttpd_variant(SINGLE, tag + "-front", port, backend_socket="/run/%s/app.sock" % tag)
-
-
 def setup_comparisons():
     log("comparison servers: nginx + gunicorn, web.py's server, stock lighttpd, sweeps")
     nginx_gunicorn()
@@ -197,11 +185,9 @@ def setup_comparisons():
     for count in (1, 2):
         lighttpd_variant(FE2, "bench-a%d" % count, 8200 + count, backends=APPS[:count])
     if PROPOSALS:
-        uwsgi()
-        uwsgi("bench-uwsgi-threads", 8111, threads=16)
+        lighttpd_variant(SINGLE, "bench-flup", 8110, flup=True)
         lighttpd_variant(SINGLE, "bench-sta-before", 8120, max_procs=1, before_static=True)
         lighttpd_variant(SINGLE, "bench-nohdr", 8121, max_procs=1, no_headers=True)
-        lighttpd_variant(SINGLE, "bench-fork", 8130, max_procs=1, fork_workers=PROCS)
 
 
 # --- measuring --------------------------------------------------------------
@@ -217,13 +203,13 @@ def select(table, kind):
             if p["comm"] == "lighttpd" and "-f /etc/lighttpd/lighttpd.conf" in p["cmd"]]
     rules = {
         "lighttpd": lambda p: p["pid"] in main,
-        "fcgi": lambda p: "lightweb_fcgi.py" in p["cmd"] and (not main or p["ppid"] in main),
+        # The collection's app server (uWSGI) under the collection's lighttpd,
+        # or on an app server of the farm.
+        "fcgi": lambda p: "lightweb_wsgi:application" in p["cmd"] and (not main or p["ppid"] in main),
         "nginx": lambda p: p["comm"] == "nginx",
         "gunicorn": lambda p: "bin/gunicorn" in p["cmd"],
         "webpy": lambda p: p["cmd"].endswith("app.py 8082"),
-        "fcgi-fork": lambda p: "lightweb_fcgi.py" in p["cmd"] and "--workers" in p["cmd"],
-        "uwsgi": lambda p: p["comm"].startswith("uwsgi") and "--threads" not in p["cmd"],
-        "uwsgi-threads": lambda p: p["comm"].startswith("uwsgi") and "--threads" in p["cmd"],
+        "flup": lambda p: "lightweb_fcgi.py" in p["cmd"],
     }
     return [p for p in table if rules[kind](p)]
 
@@ -234,9 +220,7 @@ SERVERS = {
     "farm": {"lighttpd": ("lighttpd", [FE1]), "app": ("fcgi", APPS)},
     "gunicorn": {"nginx": ("nginx", [SINGLE]), "app": ("gunicorn", [SINGLE])},
     "webpy": {"app": ("webpy", [SINGLE])},
-    "uwsgi": {"app": ("uwsgi", [SINGLE])},
-    "uwsgi-threads": {"app": ("uwsgi-threads", [SINGLE])},
-    "fork": {"app": ("fcgi-fork", [SINGLE])},
+    "flup": {"app": ("flup", [SINGLE])},
 }
 
 
@@ -322,20 +306,12 @@ def cases(layouts):
     ]
     if PROPOSALS:
         all_cases += [
-            {"name": "proposal: hello lighttpd+uWSGI single", "layout": "uwsgi", "url": single + ":8110/hello"},
-            {"name": "proposal: io lighttpd+uWSGI single", "layout": "io", "url": single + ":8110/io", "conns": 64},
-            {"name": "proposal: hello lighttpd+uWSGI 16 threads single", "layout": "uwsgi-threads",
-             "url": single + ":8111/hello"},
-            {"name": "proposal: io lighttpd+uWSGI 16 threads single", "layout": "io",
-             "url": single + ":8111/io", "conns": 64},
+            {"name": "before: hello lighttpd+flup single", "layout": "flup", "url": single + ":8110/hello"},
+            {"name": "before: io lighttpd+flup single", "layout": "io", "url": single + ":8110/io", "conns": 64},
             {"name": "before: static /sta as configured before (access log, no Cache-Control)", "layout": "sta",
              "url": single + ":8120/sta/style.css"},
             {"name": "proposal: static /sta without security headers", "layout": "sta",
              "url": single + ":8121/sta/style.css"},
-            {"name": "proposal: hello single, 1 launcher forking 4 workers", "layout": "fork",
-             "url": single + ":8130/hello"},
-            {"name": "proposal: io single, 1 launcher forking 4 workers", "layout": "io",
-             "url": single + ":8130/io", "conns": 64},
         ]
     chosen = [c for c in all_cases if not layouts or any(word in c["name"] for word in layouts)]
     for case in chosen:
@@ -390,7 +366,7 @@ def host_versions():
     """Package versions on the single host, once provisioning and the
     comparison servers have installed them."""
     return {package: pexec(SINGLE, "dpkg-query", "-W", "-f=${Version}", package, check=False).strip()
-            for package in ("lighttpd", "nginx", "python3")}
+            for package in ("lighttpd", "uwsgi-core", "nginx", "python3")}
 
 
 def machine():
@@ -433,7 +409,7 @@ def main():
         report["machine"]["versions"].update(host_versions())
         time.sleep(2)
         report["sta_headers"] = hosts.wait_http("http://%s/sta/style.css" % IP[SINGLE])
-        layouts = ("single", "gunicorn", "farm") + (("fork", "uwsgi", "uwsgi-threads") if PROPOSALS else ())
+        layouts = ("single", "gunicorn", "farm") + (("flup",) if PROPOSALS else ())
         report["memory_idle"] = {layout: snapshot(layout) for layout in layouts}
         report["floor"] = floor()
         chosen = cases(args.only)

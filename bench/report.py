@@ -106,9 +106,7 @@ def markdown(report):
     out += ["", "## Memory (RSS MiB; PSS in brackets counts shared pages once)", "",
             "| stack | part | at rest | under hello load |", "|---|---|---|---|"]
     loaded = {"single": "hello lighttpd+FastCGI single", "gunicorn": "hello nginx+gunicorn sync",
-              "farm": "hello lighttpd+FastCGI farm", "fork": "proposal: hello single, 1 launcher forking 4 workers",
-              "uwsgi": "proposal: hello lighttpd+uWSGI single",
-              "uwsgi-threads": "proposal: hello lighttpd+uWSGI 16 threads single"}
+              "farm": "hello lighttpd+FastCGI farm", "flup": "before: hello lighttpd+flup single"}
     for layout, parts in report.get("memory_idle", {}).items():
         busy = report.get("load", {}).get(loaded.get(layout), {}).get("loaded", {})
         for part, idle in parts.items():

@@ -104,11 +104,12 @@ def marker():
     return uuid.uuid4().hex
 
 
-FcgiProcess = collections.namedtuple("FcgiProcess", "user pid ppid")
+FcgiProcess = collections.namedtuple("FcgiProcess", "user pid ppid server")
 
 
-# Lists (user, pid, ppid) of launcher processes from /proc: test hosts need
-# not have procps, and the pattern must not match the listing command.
+# Lists (user, pid, ppid, server) of FastCGI server processes (the flup launcher or
+# uWSGI loading the app) from /proc: test hosts need not have procps, and the
+# pattern must not match the listing command.
 _LIST_FCGI = r"""
 import os, pwd
 for pid in filter(str.isdigit, os.listdir("/proc")):
@@ -117,18 +118,21 @@ for pid in filter(str.isdigit, os.listdir("/proc")):
         status = open("/proc/%s/status" % pid).read().split("\n")
     except OSError:
         continue
-    if len(args) > 1 and args[1].endswith(b"/lightweb_fcgi.py"):
+    flup = len(args) > 1 and args[1].endswith(b"/lightweb_fcgi.py")
+    uwsgi = args[0] == b"/usr/bin/uwsgi" and b"lightweb_wsgi:application" in args
+    if flup or uwsgi:
         fields = dict(line.split(":", 1) for line in status if ":" in line)
-        print(pwd.getpwuid(int(fields["Uid"].split()[0])).pw_name, pid, fields["PPid"].strip())
+        print(pwd.getpwuid(int(fields["Uid"].split()[0])).pw_name, pid, fields["PPid"].strip(),
+              "flup" if flup else "uwsgi")
 """
 
 
 def fcgi_processes(host):
-    """Every process running the FastCGI launcher."""
+    """Every process of the app's FastCGI server."""
     procs = []
     for line in host.check_output("python3 -c %s", _LIST_FCGI).splitlines():
-        user, pid, ppid = line.split()
-        procs.append(FcgiProcess(user, int(pid), int(ppid)))
+        user, pid, ppid, server = line.split()
+        procs.append(FcgiProcess(user, int(pid), int(ppid), server))
     return procs
 
 

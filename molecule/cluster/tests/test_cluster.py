@@ -72,6 +72,14 @@ def test_app_server_runs_the_app_under_systemd_unprivileged(appserver):
     main_pid = int(host.check_output("systemctl show -p MainPID --value %s.service" % UNIT))
     assert sorted(p.ppid for p in procs if p.pid != main_pid) == [main_pid, main_pid]
     assert host.socket("tcp://0.0.0.0:%d" % FASTCGI_PORT).is_listening
+    # molecule.yml: app3 runs flup, the others the default, uWSGI.
+    if appserver == "lightweb-app3":
+        assert {p.server for p in procs} == {"flup"}
+        assert host.check_output("systemctl show -p KillMode --value %s.service" % UNIT) == "control-group"
+    else:
+        assert {p.server for p in procs} == {"uwsgi"}
+        # Only the master gets SIGTERM: it lets its workers finish.
+        assert host.check_output("systemctl show -p KillMode --value %s.service" % UNIT) == "mixed"
     # App servers do not serve the static tree; the front-ends do.
     assert not host.file("/srv/lightweb/htdocs/sta").exists
     assert not host.package("lighttpd").is_installed

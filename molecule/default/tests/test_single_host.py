@@ -16,6 +16,8 @@ MAX_PROCS = 3  # lighttpd_fastcgi_max_procs in molecule.yml
 DOCROOT = "/srv/lightweb/htdocs"
 REQUEST_LOG = "/var/log/webpy-example/requests.log"
 CONFIG = "/etc/lighttpd/lighttpd.conf"
+# webpy_app_server in molecule.yml: Debian 12 runs the default.
+SERVER = {"lightweb-single-debian12": "uwsgi", "lightweb-single-debian13": "flup"}
 
 
 @pytest.fixture(name="addr")
@@ -138,6 +140,21 @@ def test_fastcgi_processes_run_as_the_app_user(host):
         sock = host.file("/run/lighttpd-fastcgi/app.sock-%d" % n)
         assert sock.is_socket
         assert sock.user == APP_USER
+
+
+def test_app_runs_under_the_configured_fastcgi_server(host):
+    server = SERVER[host.backend.get_hostname()]
+    assert {p.server for p in fcgi_processes(host)} == {server}
+    config = host.file(CONFIG).content_string
+    if server == "uwsgi":
+        assert '"bin-path"      => "/usr/bin/uwsgi ' in config
+        # SIGHUP makes uWSGI finish its requests; SIGTERM would drop them.
+        assert '"kill-signal"   => 1,' in config
+    else:
+        assert '/bin/lightweb_fcgi.py ' in config
+        assert '"kill-signal"   => 15,' in config
+    # Only lighttpd gets systemd's stop signal; it stops what it spawned.
+    assert host.check_output("systemctl show -p KillMode --value lighttpd") == "mixed"
 
 
 def test_app_account_cannot_log_in_or_change_its_code(host):
