@@ -185,7 +185,8 @@ def setup_comparisons():
     for count in (1, 2):
         lighttpd_variant(FE2, "bench-a%d" % count, 8200 + count, backends=APPS[:count])
     if PROPOSALS:
-        lighttpd_variant(SINGLE, "bench-flup", 8110, flup=True)
+        # Sockets of its own (max_procs): it must not reach the uWSGI processes.
+        lighttpd_variant(SINGLE, "bench-flup", 8110, max_procs=PROCS, flup=True)
         lighttpd_variant(SINGLE, "bench-sta-before", 8120, max_procs=1, before_static=True)
         lighttpd_variant(SINGLE, "bench-nohdr", 8121, max_procs=1, no_headers=True)
 
