@@ -39,12 +39,12 @@ def log(message):
 
 # --- provisioning -----------------------------------------------------------
 
-def playbook(name, limit):
+def playbook(name, limit, env=None):
     """Run a playbook; return wall seconds and the summed PLAY RECAP."""
     started = time.monotonic()
     proc = subprocess.run(
         ["ansible-playbook", "-i", os.path.join(HERE, "inventory.yml"), name, "--limit", limit],
-        capture_output=True, text=True, cwd=REPO, check=False)
+        capture_output=True, text=True, cwd=REPO, check=False, env=dict(os.environ, **(env or {})))
     seconds = time.monotonic() - started
     if proc.returncode != 0:
         raise RuntimeError("%s failed:\n%s" % (name, proc.stdout[-3000:]))
@@ -54,6 +54,11 @@ def playbook(name, limit):
             found = re.search(r"\b%s=(\d+)" % key, line)
             recap[key] += int(found.group(1)) if found else 0
     return {"seconds": round(seconds, 1), **recap}
+
+
+# The same hosts over `podman exec` instead of SSH (bench/inventory.yml):
+# one no-op re-run and one one-task run, to show what the connection costs.
+OVER_PODMAN = {"LIGHTWEB_BENCH_CONNECTION": "podman"}
 
 
 def provision(runs):
@@ -69,6 +74,9 @@ def provision(runs):
         log("no-op re-run of site.yml and the one-task playbook, run %d" % (attempt + 1))
         out["noop_site"].append(playbook(site, "farm"))
         out["one_task"].append(playbook(ping, "farm"))
+    log("the same over the podman connection (no pipelining), once")
+    out["noop_site_podman"] = playbook(site, "farm", env=OVER_PODMAN)
+    out["one_task_podman"] = playbook(ping, "farm", env=OVER_PODMAN)
     return out
 
 
@@ -405,6 +413,8 @@ def main():
             log("creating the test hosts")
             hosts.destroy()
             hosts.create()
+            with open(os.path.join(HERE, ".ssh", "id_ed25519.pub"), encoding="utf-8") as handle:
+                hosts.enable_ssh(handle.read())
             report["provisioning"] = provision(args.runs)
         setup_comparisons()
         report["machine"]["versions"].update(host_versions())

@@ -10,6 +10,13 @@ repo=$(dirname "$here")
 [ -x "$repo/.venv/bin/ansible-playbook" ] || "$repo/scripts/bootstrap.sh"
 podman image exists localhost/lightweb-test:debian12 || "$repo/scripts/build-test-images.sh"
 command -v wrk >/dev/null || apt-get install -y wrk
+command -v ssh-keygen >/dev/null || apt-get install -y openssh-client
+# Ansible reaches the test hosts over SSH with this key (made once, kept out
+# of git).
+if [ ! -f "$here/.ssh/id_ed25519" ]; then
+  install -d -m 700 "$here/.ssh"
+  ssh-keygen -q -t ed25519 -N "" -C lightweb-bench -f "$here/.ssh/id_ed25519"
+fi
 # shellcheck source=/dev/null
 source "$repo/scripts/env.sh"
 # The test hosts cannot reach PyPI: fetch the app's wheels here, once, for
