@@ -158,6 +158,14 @@ def pin_release():
         os.execv(python, [python] + sys.argv)
 
 
+def enter_app_dir(path):
+    """Run from the app's real directory, first on the import path."""
+    app_dir = os.path.realpath(path)
+    os.chdir(app_dir)
+    sys.path.insert(0, app_dir)
+    return app_dir
+
+
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--app-dir", required=True, help="directory holding the app's modules")
@@ -224,9 +232,7 @@ def main(argv=None):
     # path to the FastCGI prefix, which must not leak into generated URLs.
     os.environ.setdefault("REAL_SCRIPT_NAME", "")
     pin_release()
-    app_dir = os.path.realpath(args.app_dir)
-    os.chdir(app_dir)
-    sys.path.insert(0, app_dir)
+    enter_app_dir(args.app_dir)
     application = load_application(args.entry, args.debug)
 
     if bind is None:

@@ -9,7 +9,7 @@ on). The app is loaded the way the flup launcher (lightweb_fcgi.py) loads it.
 import os
 import sys
 
-from lightweb_fcgi import load_application
+from lightweb_fcgi import enter_app_dir, load_application
 
 
 def pin_release():
@@ -19,9 +19,8 @@ def pin_release():
     this process runs, and a module imported later must still come from the
     release it started with.
     """
-    app_dir = os.path.realpath(os.getcwd())
-    sys.path[:] = [app_dir] + [os.path.realpath(path) if path else path for path in sys.path]
-    os.chdir(app_dir)
+    sys.path[:] = [os.path.realpath(path) if path else path for path in sys.path]
+    enter_app_dir(os.getcwd())
 
 
 def load():
