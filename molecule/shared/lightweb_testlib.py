@@ -104,10 +104,10 @@ def marker():
     return uuid.uuid4().hex
 
 
-FcgiProcess = collections.namedtuple("FcgiProcess", "user pid ppid server")
+FcgiProcess = collections.namedtuple("FcgiProcess", "user pid ppid server nice")
 
 
-# Lists (user, pid, ppid, server) of FastCGI server processes (the flup launcher or
+# Lists (user, pid, ppid, server, nice value) of FastCGI server processes (the flup launcher or
 # uWSGI loading the app) from /proc: test hosts need not have procps, and the
 # pattern must not match the listing command.
 _LIST_FCGI = r"""
@@ -116,14 +116,17 @@ for pid in filter(str.isdigit, os.listdir("/proc")):
     try:
         args = open("/proc/%s/cmdline" % pid, "rb").read().split(b"\0")
         status = open("/proc/%s/status" % pid).read().split("\n")
+        stat = open("/proc/%s/stat" % pid).read()
     except OSError:
         continue
     flup = len(args) > 1 and args[1].endswith(b"/lightweb_fcgi.py")
     uwsgi = args[0] == b"/usr/bin/uwsgi" and b"lightweb_wsgi:application" in args
     if flup or uwsgi:
         fields = dict(line.split(":", 1) for line in status if ":" in line)
+        # The nice value is field 19 of /proc/PID/stat, the 17th after the
+        # command name.
         print(pwd.getpwuid(int(fields["Uid"].split()[0])).pw_name, pid, fields["PPid"].strip(),
-              "flup" if flup else "uwsgi")
+              "flup" if flup else "uwsgi", stat.rsplit(")", 1)[1].split()[16])
 """
 
 
@@ -131,8 +134,8 @@ def fcgi_processes(host):
     """Every process of the app's FastCGI server."""
     procs = []
     for line in host.check_output("python3 -c %s", _LIST_FCGI).splitlines():
-        user, pid, ppid, server = line.split()
-        procs.append(FcgiProcess(user, int(pid), int(ppid), server))
+        user, pid, ppid, server, nice = line.split()
+        procs.append(FcgiProcess(user, int(pid), int(ppid), server, int(nice)))
     return procs
 
 

@@ -69,6 +69,7 @@ def test_app_server_runs_the_app_under_systemd_unprivileged(appserver):
     procs = fcgi_processes(host)
     assert len(procs) == 1 + 2  # parent + webpy_app_workers
     assert {p.user for p in procs} == {"webpy"}
+    assert {p.nice for p in procs} == {5}  # webpy_app_nice
     main_pid = int(host.check_output("systemctl show -p MainPID --value %s.service" % UNIT))
     assert sorted(p.ppid for p in procs if p.pid != main_pid) == [main_pid, main_pid]
     assert host.socket("tcp://0.0.0.0:%d" % FASTCGI_PORT).is_listening

@@ -144,10 +144,13 @@ def test_fastcgi_processes_run_as_the_app_user(host):
 
 def test_app_runs_under_the_configured_fastcgi_server(host):
     server = SERVER[host.backend.get_hostname()]
-    assert {p.server for p in fcgi_processes(host)} == {server}
+    procs = fcgi_processes(host)
+    assert {p.server for p in procs} == {server}
+    # The app yields the CPU to lighttpd (webpy_app_nice).
+    assert {p.nice for p in procs} == {5}
     config = host.file(CONFIG).content_string
     if server == "uwsgi":
-        assert '"bin-path"      => "/usr/bin/uwsgi ' in config
+        assert '"bin-path"      => "/usr/bin/nice -n 5 /usr/bin/uwsgi ' in config
         # SIGHUP makes uWSGI finish its requests; SIGTERM would drop them.
         assert '"kill-signal"   => 1,' in config
     else:
