@@ -99,7 +99,8 @@ def transient(host, unit, argv, props=()):
 
 
 def lighttpd_variant(host, tag, port, max_procs=None, backends=None, backend_socket=None,
-                     before_static=False, no_headers=False, flup=False):
+                     before_static=False, no_headers=False, flup=False, same_priority=False,
+                     bare=False):
     """Run a second lighttpd from the collection's own lighttpd.conf, changing
     only the port and the process count or the list of app servers."""
     conf = pexec(host, "cat", "/etc/lighttpd/lighttpd.conf")
@@ -120,6 +121,14 @@ def lighttpd_variant(host, tag, port, max_procs=None, backends=None, backend_soc
         conf = re.sub(r'\n\$HTTP\["url"\] =\^ "/sta/" \{.*?\n\}\n', "\n", conf, count=1, flags=re.S)
     if no_headers:
         conf = re.sub(r"\nsetenv\.set-response-header = \(.*?\n\)\n", "\n", conf, count=1, flags=re.S)
+    if same_priority:  # the app at lighttpd's priority, as before webpy_app_nice
+        conf = re.sub(r'"bin-path"(\s*)=> "/usr/bin/nice -n \d+ ', r'"bin-path"\1=> "', conf)
+    if bare:  # only what serving files needs (still no access log): what the rest costs /sta
+        for block in (r'url\.rewrite-once = \(.*?\n\)\n',  # the app's rewrite
+                      r'\$HTTP\["url"\] =~ "[^"]*" \{\n.*?\n\}\n',  # deny rules, status
+                      r'\n  (expire|deflate)\.[^\n]*',  # caching, compression
+                      r'setenv\.set-response-header = \(.*?\n\)\n'):  # security headers
+            conf = re.sub(block, "", conf, flags=re.S)
     if flup:  # the app under flup, the FastCGI server before uWSGI became the default
         conf = re.sub(r'"bin-path"\s*=> "[^"]*"', '"bin-path" => "%s"' % FLUP_COMMAND, conf)
         conf = re.sub(r'"kill-signal"\s*=> \d+', '"kill-signal" => 15', conf)
@@ -197,6 +206,8 @@ def setup_comparisons():
         lighttpd_variant(SINGLE, "bench-flup", 8110, max_procs=PROCS, flup=True)
         lighttpd_variant(SINGLE, "bench-sta-before", 8120, max_procs=1, before_static=True)
         lighttpd_variant(SINGLE, "bench-nohdr", 8121, max_procs=1, no_headers=True)
+        lighttpd_variant(SINGLE, "bench-bare", 8122, max_procs=1, bare=True)
+        lighttpd_variant(SINGLE, "bench-nice0", 8111, max_procs=PROCS, same_priority=True)
 
 
 # --- measuring --------------------------------------------------------------
@@ -321,6 +332,10 @@ def cases(layouts):
              "url": single + ":8120/sta/style.css"},
             {"name": "proposal: static /sta without security headers", "layout": "sta",
              "url": single + ":8121/sta/style.css"},
+            {"name": "static /sta without deny rules, rewrite, status, caching, headers", "layout": "sta",
+             "url": single + ":8122/sta/style.css"},
+            {"name": "before: hello uWSGI at lighttpd's priority (nice 0)", "layout": "nice0",
+             "url": single + ":8111/hello"},
         ]
     chosen = [c for c in all_cases if not layouts or any(word in c["name"] for word in layouts)]
     for case in chosen:
