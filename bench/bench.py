@@ -218,14 +218,16 @@ def procs(host):
 
 
 def select(table, kind):
-    """Pick the processes of one server out of a host's process table."""
-    main = [p["pid"] for p in table
-            if p["comm"] == "lighttpd" and "-f /etc/lighttpd/lighttpd.conf" in p["cmd"]]
+    """Pick the processes of one server out of a host's process table. With
+    "KIND:TAG", the lighttpd run from /etc/lighttpd/TAG.conf or the app it spawned."""
+    kind, tag = kind.split(":", 1) if ":" in kind else (kind, "")
+    conf = "/etc/lighttpd/%s.conf" % (tag or "lighttpd")
+    main = [p["pid"] for p in table if p["comm"] == "lighttpd" and "-f " + conf in p["cmd"]]
     rules = {
         "lighttpd": lambda p: p["pid"] in main,
         # The collection's app server (uWSGI) under the collection's lighttpd,
         # or on an app server of the farm.
-        "fcgi": lambda p: "lightweb_wsgi:application" in p["cmd"] and (not main or p["ppid"] in main),
+        "fcgi": lambda p: "lightweb_wsgi:application" in p["cmd"] and (p["ppid"] in main if main or tag else True),
         "nginx": lambda p: p["comm"] == "nginx",
         "gunicorn": lambda p: "bin/gunicorn" in p["cmd"],
         "webpy": lambda p: p["cmd"].endswith("app.py 8082"),
@@ -241,6 +243,7 @@ SERVERS = {
     "gunicorn": {"nginx": ("nginx", [SINGLE]), "app": ("gunicorn", [SINGLE])},
     "webpy": {"app": ("webpy", [SINGLE])},
     "flup": {"app": ("flup", [SINGLE])},
+    "nice0": {"lighttpd": ("lighttpd:bench-nice0", [SINGLE]), "app": ("fcgi:bench-nice0", [SINGLE])},
 }
 
 
