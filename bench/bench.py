@@ -225,9 +225,9 @@ def select(table, kind):
     main = [p["pid"] for p in table if p["comm"] == "lighttpd" and "-f " + conf in p["cmd"]]
     rules = {
         "lighttpd": lambda p: p["pid"] in main,
-        # The collection's app server (uWSGI) under the collection's lighttpd,
-        # or on an app server of the farm.
-        "fcgi": lambda p: "lightweb_wsgi:application" in p["cmd"] and (p["ppid"] in main if main or tag else True),
+        # The collection's app server (uWSGI) under that lighttpd, or on an app
+        # server of the farm (no lighttpd there, and no TAG asked for).
+        "fcgi": lambda p: "lightweb_wsgi:application" in p["cmd"] and (p["ppid"] in main or not (main or tag)),
         "nginx": lambda p: p["comm"] == "nginx",
         "gunicorn": lambda p: "bin/gunicorn" in p["cmd"],
         "webpy": lambda p: p["cmd"].endswith("app.py 8082"),
