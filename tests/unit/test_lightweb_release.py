@@ -1,6 +1,9 @@
 """Unit tests of the release tool and the FastCGI health probe of the webpy_app role."""
 
+import grp
+import hashlib
 import os
+import pwd
 import socket
 import struct
 import sys
@@ -33,6 +36,18 @@ def test_digest_names_the_content_and_ignores_bytecode(tmp_path):
     assert lightweb_release.digest(tmp_path) != first
 
 
+def test_manifest_lists_what_a_copy_of_the_tree_puts_on_a_host(tmp_path):
+    (tmp_path / "css").mkdir()
+    (tmp_path / "css" / "site.css").write_bytes(b"body{}\n")
+    (tmp_path / "logo.png").write_bytes(b"\x89PNG\0")
+    (tmp_path / "empty").mkdir()
+    assert lightweb_release.manifest(tmp_path) == {
+        "dirs": ["css", "empty"],
+        "files": [["css/site.css", hashlib.sha1(b"body{}\n").hexdigest()],
+                  ["logo.png", hashlib.sha1(b"\x89PNG\0").hexdigest()]],
+    }
+
+
 def test_switch_is_atomic_and_going_back_undoes_the_last_switch(tmp_path):
     for release in ("a", "b", "c"):
         make_release(tmp_path, release)
@@ -58,11 +73,33 @@ def test_prune_keeps_the_newest_current_and_previous_and_their_venvs(tmp_path):
     layout = lightweb_release.Layout(str(tmp_path))
     for release in ["r1", "r2", "r3", "r4"]:
         layout.switch(release)
+    assert layout.status(keep=1)["prunable"] and layout.status(keep=4)["prunable"] is False
     result = layout.prune(1)
     assert result["removed"] == ["r2", "r1"]
     assert layout.listed() == ["r3", "r4"]  # the previous one stays
     assert result["removed_venvs"] == ["v0"]
     assert sorted(os.listdir(tmp_path / "venvs")) == ["v1"]
+    assert layout.status(keep=1)["prunable"] is False  # what prune leaves is not prunable again
+
+
+def test_inspect_reads_what_a_run_checks_before_it_prepares_a_release(tmp_path):
+    layout = lightweb_release.Layout(str(tmp_path))
+    missing = layout.inspect("r1", sys.executable, "requirements.txt")
+    assert missing["directory"] == "" and missing["venv"] == "" and missing["requirements_sha256"] == ""
+    assert not missing["complete"] and missing["complete_venvs"] == []
+    assert missing["python"] == "%d.%d" % sys.version_info[:2]
+    path = make_release(tmp_path, "r1", venv="v1")
+    path.chmod(0o750)
+    (path / "requirements.txt").write_text("web.py==0.76\n")
+    (path / ".lightweb-release").write_text("r1\n")
+    (tmp_path / "venvs" / "v2").mkdir()
+    (tmp_path / "venvs" / "v2" / ".lightweb-complete").write_text("\n")
+    found = layout.inspect("r1", sys.executable, "requirements.txt")
+    owner = "%s:%s" % (pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name)
+    assert found["directory"] == owner + " 750"
+    assert found["complete"] and found["venv"] == "../../venvs/v1"
+    assert found["requirements_sha256"] == hashlib.sha256(b"web.py==0.76\n").hexdigest()
+    assert found["complete_venvs"] == ["v2"]  # v1 has no marker: pip never finished there
 
 
 def serve(listener, status):
