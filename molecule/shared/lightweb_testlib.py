@@ -226,6 +226,34 @@ def podman(*args, check=True, timeout=120):
     return subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout, check=check)
 
 
+def power_cycle(name, down=0.0, seconds=180):
+    """Stop a test host's container, leave it off for `down` seconds, start
+    it again, and return systemd's state once the boot has ended."""
+    podman("stop", name, timeout=120)
+    time.sleep(down)
+    podman("start", name)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        # Just after the start, systemd may not take calls yet: ask again.
+        try:
+            state = podman("exec", name, "systemctl", "is-system-running", "--wait",
+                           check=False, timeout=max(1.0, deadline - time.monotonic())).stdout.strip()
+        except subprocess.TimeoutExpired:
+            break
+        if state:
+            return state
+        time.sleep(1)
+    return "unknown"
+
+
+def boot_ordering_cycles(host):
+    """The ordering cycles systemd finds on the way to default.target. At
+    boot it breaks each by dropping a start job: a unit caught in one may
+    not start, with no failed unit to show for it."""
+    result = host.run("systemd-analyze verify default.target")
+    return [line for line in (result.stdout + result.stderr).splitlines() if "ordering cycle" in line]
+
+
 @contextlib.contextmanager
 def load_from(container, *urls, threads=4, interval=0.02, settle=3.0, label="load", max_seconds=1200):
     """Run the load generator on a test host against `urls` while the block

@@ -8,8 +8,8 @@ import pytest
 import testinfra
 
 from lightweb_testlib import (
-    EXAMPLE_APP, exported_inventory, fcgi_processes, http, inventory_path, run_playbook_with_inventory,
-    serving_hosts, tcp_connects, under_load, wait_for,
+    EXAMPLE_APP, boot_ordering_cycles, exported_inventory, fcgi_processes, http, inventory_path,
+    run_playbook_with_inventory, serving_hosts, tcp_connects, under_load, wait_for,
 )
 
 FRONTEND_IPS = {"lightweb-fe1": "10.89.42.11", "lightweb-fe2": "10.89.42.12"}
@@ -84,6 +84,13 @@ def test_app_server_runs_the_app_under_systemd_unprivileged(appserver):
     # App servers do not serve the static tree; the front-ends do.
     assert not host.file("/srv/lightweb/htdocs/sta").exists
     assert not host.package("lighttpd").is_installed
+
+
+@pytest.mark.parametrize("name", sorted({**FRONTEND_IPS, **APPSERVERS}))
+def test_every_unit_starts_at_boot_in_order(name):
+    # The port filter goes up before the FastCGI socket, which is an early
+    # unit: a cycle there left an app server deaf after a reboot.
+    assert not boot_ordering_cycles(node(name))
 
 
 def test_fastcgi_port_refuses_everyone_but_the_frontends():

@@ -7,8 +7,8 @@ import time
 import pytest
 
 from lightweb_testlib import (
-    EXAMPLE_APP, assert_default_security_headers, fcgi_processes, file_checksum, host_address, http, marker,
-    run_playbook, under_load, wait_for,
+    EXAMPLE_APP, assert_default_security_headers, boot_ordering_cycles, fcgi_processes, file_checksum, host_address,
+    http, marker, power_cycle, run_playbook, under_load, wait_for,
 )
 
 APP_USER = "webpy"
@@ -189,6 +189,19 @@ def test_stack_serves_again_after_restart(host, addr):
     after = fcgi_processes(host)
     assert len(after) == MAX_PROCS
     assert not before & {p.pid for p in after}
+
+
+def test_stack_serves_again_after_the_host_reboots(host, addr):
+    assert not boot_ordering_cycles(host)
+    config = file_checksum(host, CONFIG)
+    state = power_cycle(host.backend.host)
+    assert state == "running", host.run("systemctl --failed --no-legend").stdout
+    # The address may change with the restart; the deployed stack may not.
+    addr = host_address(host)
+    assert "Hello from web.py" in wait_for(addr, "/", seconds=60).text
+    assert http(addr, "/sta/style.css").body == (EXAMPLE_APP / "sta" / "style.css").read_bytes()
+    assert file_checksum(host, CONFIG) == config
+    assert len(fcgi_processes(host)) == MAX_PROCS
 
 
 def test_restart_under_load_fails_no_request(host, addr):
