@@ -419,6 +419,8 @@ def main():
                         help="use running bench hosts; skip creating and provisioning them")
     parser.add_argument("--only", nargs="*", default=[], help="layouts whose name contains one of these words")
     parser.add_argument("--keep", action="store_true", help="leave the test hosts running")
+    parser.add_argument("--no-load", action="store_true",
+                        help="no wrk runs: provisioning, memory at rest and the in-process floor only")
     args = parser.parse_args()
     if args.quick:
         args.runs, args.duration = 1, 3
@@ -441,7 +443,7 @@ def main():
         layouts = ("single", "gunicorn", "farm") + (("flup",) if PROPOSALS else ())
         report["memory_idle"] = {layout: snapshot(layout) for layout in layouts}
         report["floor"] = floor()
-        chosen = cases(args.only)
+        chosen = [] if args.no_load else cases(args.only)
         report["load"] = summarize(chosen, load_runs(chosen, args.runs, args.duration))
         report["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
     finally:

@@ -3,6 +3,7 @@
 #   ./bench/run.sh            full run (about 25 minutes)
 #   ./bench/run.sh --quick    1 short run per layout, a smoke test
 #   ./bench/run.sh --keep     leave the lightweb-bench-* hosts running
+#   ./bench/run.sh --no-load  provisioning, memory at rest and the floor only
 # Other options: ./bench/run.sh --help. Results: bench/results/<stamp>.{json,md}.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)

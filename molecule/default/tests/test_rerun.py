@@ -1,0 +1,45 @@
+"""A re-run compares what is on the host with what the roles deploy: what
+was changed by hand is put right, and then a run changes nothing."""
+
+import re
+
+from lightweb_testlib import EXAMPLE_APP, file_checksum, host_address, http, release_status, run_playbook, wait_for
+
+CONFIG = "/etc/lighttpd/lighttpd.conf"
+ACCESS_LOG = "/var/log/lighttpd/access.log"
+STATIC = "/srv/lightweb/htdocs/sta"
+
+
+def changed_count(result, name):
+    recap = re.search(r"^%s\s*:\s*ok=\d+\s+changed=(\d+)" % re.escape(name), result.stdout, re.MULTILINE)
+    assert recap, result.stdout[-2000:] + result.stderr[-2000:]
+    return int(recap.group(1))
+
+
+def test_a_rerun_puts_right_what_was_changed_by_hand_then_changes_nothing(host):
+    name = host.backend.host
+    release = "/srv/webpy/releases/%s" % release_status(host)["current"]
+    config = file_checksum(host, CONFIG)
+    log_owner = host.check_output("stat -c %%U:%%G %s", ACCESS_LOG)
+    venv_link = host.check_output("readlink %s/venv", release)
+    host.check_output(
+        "usermod -s /bin/bash webpy && chmod 700 %s && rm %s/venv && echo '/* by hand */' >> %s/style.css"
+        " && rm %s/logo.png && chown root:root %s && echo '# by hand' >> %s",
+        release, release, STATIC, STATIC, ACCESS_LOG, CONFIG)
+
+    result = run_playbook(name)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert changed_count(result, name) > 0
+    assert host.user("webpy").shell == "/usr/sbin/nologin"
+    assert host.file(release).mode == 0o755
+    assert host.check_output("readlink %s/venv", release) == venv_link
+    assert host.check_output("stat -c %%U:%%G %s", ACCESS_LOG) == log_owner
+    assert file_checksum(host, CONFIG) == config
+    addr = host_address(host)
+    wait_for(addr)
+    for asset in ("style.css", "logo.png"):
+        assert http(addr, "/sta/" + asset).body == (EXAMPLE_APP / "sta" / asset).read_bytes()
+
+    again = run_playbook(name)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert changed_count(again, name) == 0, again.stdout[-3000:]
