@@ -202,6 +202,9 @@ def test_stack_serves_again_after_the_host_reboots(host, addr):
     assert http(addr, "/sta/style.css").body == (EXAMPLE_APP / "sta" / "style.css").read_bytes()
     assert file_checksum(host, CONFIG) == config
     assert len(fcgi_processes(host)) == MAX_PROCS
+    # systemd-tmpfiles ran at boot and left lighttpd's directories to it.
+    for path in ("/var/log/lighttpd", "/var/cache/lighttpd/compress"):
+        assert (host.file(path).user, host.file(path).group) == (APP_USER, APP_USER), path
 
 
 def test_restart_under_load_fails_no_request(host, addr):
