@@ -8,6 +8,7 @@ from lightweb_testlib import EXAMPLE_APP, file_checksum, host_address, http, rel
 CONFIG = "/etc/lighttpd/lighttpd.conf"
 ACCESS_LOG = "/var/log/lighttpd/access.log"
 STATIC = "/srv/lightweb/htdocs/sta"
+LAUNCHER = "/srv/webpy/bin/lightweb_fcgi.py"
 
 
 def changed_count(result, name):
@@ -22,10 +23,11 @@ def test_a_rerun_puts_right_what_was_changed_by_hand_then_changes_nothing(host):
     config = file_checksum(host, CONFIG)
     log_owner = host.check_output("stat -c %%U:%%G %s", ACCESS_LOG)
     venv_link = host.check_output("readlink %s/venv", release)
+    launcher = file_checksum(host, LAUNCHER)
     host.check_output(
         "usermod -s /bin/bash webpy && chmod 700 %s && rm %s/venv && echo '/* by hand */' >> %s/style.css"
-        " && rm %s/logo.png && chown root:root %s && echo '# by hand' >> %s",
-        release, release, STATIC, STATIC, ACCESS_LOG, CONFIG)
+        " && rm %s/logo.png && chown root:root %s && echo '# by hand' >> %s && echo '# by hand' >> %s",
+        release, release, STATIC, STATIC, ACCESS_LOG, CONFIG, LAUNCHER)
 
     result = run_playbook(name)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -35,6 +37,7 @@ def test_a_rerun_puts_right_what_was_changed_by_hand_then_changes_nothing(host):
     assert host.check_output("readlink %s/venv", release) == venv_link
     assert host.check_output("stat -c %%U:%%G %s", ACCESS_LOG) == log_owner
     assert file_checksum(host, CONFIG) == config
+    assert file_checksum(host, LAUNCHER) == launcher
     addr = host_address(host)
     wait_for(addr)
     for asset in ("style.css", "logo.png"):

@@ -197,8 +197,11 @@ class Layout:
                            if os.path.exists(os.path.join(self.venvs, name, ".lightweb-complete")))
         except FileNotFoundError:
             venvs = []
-        version = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                                 check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
+        if os.path.realpath(python) == os.path.realpath(sys.executable):
+            version = "%d.%d" % sys.version_info[:2]  # this interpreter: no second one to start
+        else:
+            version = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                                     check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
         return {"changed": False, "release": release, "directory": directory,
                 "complete": os.path.exists(os.path.join(path, ".lightweb-release")),
                 "python": version, "requirements_sha256": requirements_sha256, "venv": venv,
