@@ -19,6 +19,8 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+import testinfra
+
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_APP = REPO / "roles" / "webpy_app" / "files" / "example"
 
@@ -156,6 +158,11 @@ def file_checksum(host, path):
 def inventory_path():
     return os.environ.get("MOLECULE_INVENTORY_FILE") or os.path.join(
         os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "inventory")
+
+
+def node(name):
+    """A testinfra host of the scenario's inventory, by name."""
+    return testinfra.get_host("ansible://%s" % name, ansible_inventory=inventory_path())
 
 
 def exported_inventory():

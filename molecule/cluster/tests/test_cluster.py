@@ -5,10 +5,8 @@ import socket
 import time
 
 import pytest
-import testinfra
-
 from lightweb_testlib import (
-    EXAMPLE_APP, boot_ordering_cycles, exported_inventory, fcgi_processes, http, inventory_path,
+    EXAMPLE_APP, boot_ordering_cycles, exported_inventory, fcgi_processes, http, node,
     run_playbook_with_inventory, serving_hosts, tcp_connects, under_load, wait_for,
 )
 
@@ -21,10 +19,6 @@ UNIT = "webpy-example"
 
 # Run once, not once per inventory host: the tests pick their hosts.
 testinfra_hosts = ["ansible://lightweb-fe1"]
-
-
-def node(name):
-    return testinfra.get_host("ansible://%s" % name, ansible_inventory=inventory_path())
 
 
 @pytest.mark.parametrize("frontend", sorted(FRONTENDS))

@@ -6,10 +6,8 @@ import socket
 import ssl
 
 import pytest
-import testinfra
-
 from lightweb_testlib import (
-    assert_default_security_headers, exported_inventory, http, inventory_path, run_playbook_with_inventory,
+    assert_default_security_headers, exported_inventory, http, node, run_playbook_with_inventory,
     under_load,
 )
 
@@ -20,10 +18,6 @@ MONITORING_HOST = "lightweb-app1"  # listed in lighttpd_status_allowed
 UNIT = "webpy-example"
 
 testinfra_hosts = ["ansible://lightweb-fe1"]
-
-
-def node(name):
-    return testinfra.get_host("ansible://%s" % name, ansible_inventory=inventory_path())
 
 
 def _handshake(address, version):

@@ -7,10 +7,8 @@ import json
 import time
 
 import pytest
-import testinfra
-
 from lightweb_testlib import (
-    example_release, http, inventory_path, load_from, power_cycle, release_status, run_playbook, serving_hosts,
+    example_release, http, load_from, node, power_cycle, release_status, run_playbook, serving_hosts,
 )
 
 FRONTENDS = {"lightweb-fe1": "https://10.89.42.11", "lightweb-fe2": "https://10.89.42.12"}
@@ -26,10 +24,6 @@ BROKEN_UNDER_SYSTEMD = "\nif 'INVOCATION_ID' in os.environ:\n    raise RuntimeEr
 BATCH_TASK = "TASK [Take the batch out of rotation on every front-end]"
 
 testinfra_hosts = ["ansible://lightweb-fe1"]
-
-
-def node(name):
-    return testinfra.get_host("ansible://%s" % name, ansible_inventory=inventory_path())
 
 
 @pytest.fixture(name="sources", scope="module")

@@ -4,9 +4,7 @@ right, and then a run changes nothing."""
 
 import re
 
-import testinfra
-
-from lightweb_testlib import file_checksum, inventory_path, run_playbook, wait_for
+from lightweb_testlib import file_checksum, node, run_playbook, wait_for
 
 APPSERVER = "lightweb-app2"
 FRONTEND = "lightweb-fe2"
@@ -19,10 +17,6 @@ SOCKET_UNIT = "/etc/systemd/system/lighttpd.socket"
 
 # Run once, not once per inventory host: the test picks its hosts.
 testinfra_hosts = ["ansible://lightweb-fe1"]
-
-
-def node(name):
-    return testinfra.get_host("ansible://%s" % name, ansible_inventory=inventory_path())
 
 
 def changed_counts(result):
