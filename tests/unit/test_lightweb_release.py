@@ -142,31 +142,26 @@ def test_probe_reports_a_server_that_does_not_answer(tmp_path):
     assert not healthy and "/health" in reason
 
 
-# A FastCGI server on fd 0 that answers every request with 200 and, like
-# uWSGI caught while it starts its threads, ignores the signals that stop it.
+# A FastCGI server on fd 0 that answers every request as answer() above and,
+# like uWSGI caught while it starts its threads, ignores the signals that
+# stop it.
 STUBBORN_SERVER = """
-import os, signal, socket, struct, sys
+import os, signal, socket, sys
 sys.path.insert(0, sys.argv[1])
-import lightweb_fcgi_probe as probe
+from test_lightweb_release import answer
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
 signal.signal(signal.SIGHUP, signal.SIG_IGN)
 with open(sys.argv[2], "w") as handle:
     handle.write(str(os.getpid()))
 listener = socket.socket(fileno=0)
 while True:
-    conn, _addr = listener.accept()
-    with conn:
-        data = b""
-        while b"\\x05\\x00\\x01\\x00\\x00" not in data:
-            data += conn.recv(4096)
-        conn.sendall(probe.record(probe.STDOUT, b"Status: 200 OK\\r\\n\\r\\nok\\n")
-                     + probe.record(probe.END_REQUEST, struct.pack("!IB3x", 0, 0)))
+    answer(listener.accept()[0], 200)
 """
 
 
 def test_probe_spawn_leaves_no_trial_server_behind(tmp_path, capsys):
     pid_file = tmp_path / "pid"
-    command = [sys.executable, "-c", STUBBORN_SERVER, os.path.dirname(lightweb_fcgi_probe.__file__), str(pid_file)]
+    command = [sys.executable, "-c", STUBBORN_SERVER, os.path.dirname(__file__), str(pid_file)]
     started = time.monotonic()
     assert lightweb_fcgi_probe.main(["--spawn", "--path", "/health", "--timeout", "10", "--"] + command) == 0
     elapsed = time.monotonic() - started
