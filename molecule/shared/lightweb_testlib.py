@@ -173,12 +173,12 @@ def exported_inventory():
     return yaml.safe_load(out)
 
 
-def run_playbook_with_inventory(inventory, limit, playbook, tmp_path):
+def run_playbook_with_inventory(inventory, limit, playbook, tmp_path, *extra_args):
     """Run a playbook of this checkout against an edited copy of the inventory."""
     import yaml  # pylint: disable=import-outside-toplevel
     path = tmp_path / "inventory.yml"
     path.write_text(yaml.safe_dump(inventory))
-    return _ansible_playbook(path, limit, playbook)
+    return _ansible_playbook(path, limit, playbook, *extra_args)
 
 
 def tcp_connects(host, address, port, timeout=3):
