@@ -233,6 +233,44 @@ def podman(*args, check=True, timeout=120):
     return subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout, check=check)
 
 
+@contextlib.contextmanager
+def new_host_like(name, like):
+    """A test host never provisioned, of the image of the scenario host
+    `like`, for as long as the block runs."""
+    image = podman("inspect", "--format", "{{.ImageName}}", like).stdout.strip()
+    podman("rm", "-f", "-t", "0", name, check=False)
+    podman("run", "-d", "--runtime=runc", "--name", name, "--hostname", name, "--systemd=always",
+           "--ulimit", "nofile=8192:8192", "--ulimit", "nproc=4096:4096", image, "/sbin/init")
+    try:
+        podman("exec", name, "systemctl", "is-system-running", "--wait", check=False, timeout=180)
+        yield name
+    finally:
+        podman("rm", "-f", "-t", "0", name, check=False)
+
+
+# What the roles write to, installed packages and accounts included. Not the
+# journal, which systemd writes to on its own.
+_WATCHED = "/etc /srv /usr /var/lib/dpkg /var/lib/apt /var/cache /var/log"
+
+
+def file_tree(container):
+    """Every file and directory the roles could change on a test host, each
+    with its size, mode, owner and modification time: two of them differ
+    when anything under them was written."""
+    return podman("exec", container, "sh", "-c",
+                  "find %s -xdev -path /var/log/journal -prune -o -printf '%%p %%s %%m %%u:%%g %%T@\\n' | sort"
+                  % _WATCHED).stdout.splitlines()
+
+
+def recap_changed(result, name):
+    """The changed count of `name` in a run's PLAY RECAP; fails unless the
+    run reached it without a failure."""
+    recap = re.search(r"^%s\s*:\s*ok=\d+\s+changed=(\d+)\s+unreachable=0\s+failed=0" % re.escape(name),
+                      result.stdout, re.MULTILINE)
+    assert recap, result.stdout[-3000:] + result.stderr[-3000:]
+    return int(recap.group(1))
+
+
 def power_cycle(name, down=0.0, seconds=180):
     """Stop a test host's container, leave it off for `down` seconds, start
     it again, and return systemd's state once the boot has ended."""
