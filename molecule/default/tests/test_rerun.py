@@ -1,20 +1,13 @@
 """A re-run compares what is on the host with what the roles deploy: what
 was changed by hand is put right, and then a run changes nothing."""
 
-import re
-
-from lightweb_testlib import EXAMPLE_APP, file_checksum, host_address, http, release_status, run_playbook, wait_for
+from lightweb_testlib import EXAMPLE_APP, file_checksum, host_address, http, recap_changed, release_status, run_playbook, \
+    wait_for
 
 CONFIG = "/etc/lighttpd/lighttpd.conf"
 ACCESS_LOG = "/var/log/lighttpd/access.log"
 STATIC = "/srv/lightweb/htdocs/sta"
 LAUNCHER = "/srv/webpy/bin/lightweb_fcgi.py"
-
-
-def changed_count(result, name):
-    recap = re.search(r"^%s\s*:\s*ok=\d+\s+changed=(\d+)" % re.escape(name), result.stdout, re.MULTILINE)
-    assert recap, result.stdout[-2000:] + result.stderr[-2000:]
-    return int(recap.group(1))
 
 
 def test_a_rerun_puts_right_what_was_changed_by_hand_then_changes_nothing(host):
@@ -31,7 +24,7 @@ def test_a_rerun_puts_right_what_was_changed_by_hand_then_changes_nothing(host):
 
     result = run_playbook(name)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert changed_count(result, name) > 0
+    assert recap_changed(result, name) > 0
     assert host.user("webpy").shell == "/usr/sbin/nologin"
     assert host.file(release).mode == 0o755
     assert host.check_output("readlink %s/venv", release) == venv_link
@@ -45,7 +38,7 @@ def test_a_rerun_puts_right_what_was_changed_by_hand_then_changes_nothing(host):
 
     again = run_playbook(name)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert changed_count(again, name) == 0, again.stdout[-3000:]
+    assert recap_changed(again, name) == 0, again.stdout[-3000:]
 
 
 def test_a_package_removed_by_hand_is_installed_again_and_nothing_else_is_added(host):
@@ -65,4 +58,4 @@ def test_a_package_removed_by_hand_is_installed_again_and_nothing_else_is_added(
 
     again = run_playbook(name)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert changed_count(again, name) == 0, again.stdout[-3000:]
+    assert recap_changed(again, name) == 0, again.stdout[-3000:]
