@@ -181,6 +181,14 @@ def test_configuration_passes_lighttpd_full_check(host):
     assert host.service("lighttpd").is_enabled
 
 
+def test_only_the_packages_the_configuration_uses_are_installed(host):
+    # No TLS here: lighttpd's recommends (the TLS module, spawn-fcgi) stay out.
+    for package in ("lighttpd", "lighttpd-mod-deflate", "logrotate"):
+        assert host.package(package).is_installed, package
+    for package in ("lighttpd-mod-openssl", "spawn-fcgi", "psmisc", "python3-apt"):
+        assert not host.package(package).is_installed, package
+
+
 def test_stack_serves_again_after_restart(host, addr):
     before = {p.pid for p in fcgi_processes(host)}
     host.run_expect([0], "systemctl restart lighttpd")
