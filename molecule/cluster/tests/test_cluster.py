@@ -66,12 +66,20 @@ def test_app_server_runs_the_app_under_systemd_unprivileged(appserver):
     assert {p.nice for p in procs} == {5}  # webpy_app_nice
     main_pid = int(host.check_output("systemctl show -p MainPID --value %s.service" % UNIT))
     assert sorted(p.ppid for p in procs if p.pid != main_pid) == [main_pid, main_pid]
-    assert host.socket("tcp://0.0.0.0:%d" % FASTCGI_PORT).is_listening
-    # molecule.yml: app3 runs flup, the others the default, uWSGI.
+    listening = host.check_output("ss -Hltn 'sport = :%d'" % FASTCGI_PORT)
+    # molecule.yml: app3 runs flup on a dual-stack socket, the others the
+    # default, uWSGI, on IPv4.
     if appserver == "lightweb-app3":
         assert {p.server for p in procs} == {"flup"}
         assert host.check_output("systemctl show -p KillMode --value %s.service" % UNIT) == "control-group"
+        assert "0.0.0.0:%d" % FASTCGI_PORT not in listening
+        assert "*:%d" % FASTCGI_PORT in listening or "[::]:%d" % FASTCGI_PORT in listening, listening
+        assert host.check_output("cat /proc/sys/net/ipv6/bindv6only") == "0"
+        # flup compares its peers' addresses as text: on this socket the
+        # nftables filter alone decides (the front-ends' requests reach it).
+        assert "FCGI_WEB_SERVER_ADDRS" not in host.check_output("systemctl show -p Environment %s.service" % UNIT)
     else:
+        assert "0.0.0.0:%d" % FASTCGI_PORT in listening, listening
         assert {p.server for p in procs} == {"uwsgi"}
         # Only the master gets SIGTERM: it lets its workers finish.
         assert host.check_output("systemctl show -p KillMode --value %s.service" % UNIT) == "mixed"

@@ -7,8 +7,8 @@ import ssl
 
 import pytest
 from lightweb_testlib import (
-    assert_default_security_headers, exported_inventory, http, node, run_playbook_with_inventory,
-    under_load,
+    assert_default_security_headers, exported_inventory, http, node, recap_changed, run_playbook_with_inventory,
+    tcp_connects, under_load,
 )
 
 FRONTEND_IPS = {"lightweb-fe1": "10.89.42.11", "lightweb-fe2": "10.89.42.12"}
@@ -95,11 +95,14 @@ def test_certificate_given_as_content_or_as_host_paths_is_served(tmp_path):
     host = node(name)
     full = exported_inventory()
 
-    def provision(**tls_vars):
+    def inventory_with(**tls_vars):
         inventory = copy.deepcopy(full)
         inventory["all"]["children"]["frontends"]["hosts"][name].update(tls_vars)
+        return inventory
+
+    def provision(**tls_vars):
         with under_load(FRONTEND_URLS[name]) as results:
-            result = run_playbook_with_inventory(inventory, name, "playbooks/site.yml", tmp_path)
+            result = run_playbook_with_inventory(inventory_with(**tls_vars), name, "playbooks/site.yml", tmp_path)
         assert result.returncode == 0, result.stdout[-3000:]
         failed = [r for r in results if r != 200]
         print("requests while the certificate changed: %d sent, %d failed" % (len(results), len(failed)))
@@ -112,13 +115,24 @@ def test_certificate_given_as_content_or_as_host_paths_is_served(tmp_path):
                   lighttpd_tls_private_key=host.check_output("cat /root/lightweb-tls-content/key.pem"))
         assert _same_certificate(_served_certificate(address), content)
         assert host.check_output("cat /etc/lighttpd/tls/cert.pem") == content
-        # As paths of files already on the host.
-        given = _new_pair(host, "/etc/ssl/lightweb-given", "lightweb-given")
-        provision(lighttpd_tls_self_signed=False, lighttpd_tls_certificate_file="/etc/ssl/lightweb-given/cert.pem",
-                  lighttpd_tls_private_key_file="/etc/ssl/lightweb-given/key.pem")
+        # As paths of files already on the host, links to the files as a
+        # certificate client keeps them (live/ -> archive/).
+        given = _new_pair(host, "/etc/ssl/lightweb-given/archive", "lightweb-given")
+        host.run_expect([0], "install -d -m 0755 /etc/ssl/lightweb-given/live && cd /etc/ssl/lightweb-given/live"
+                             " && ln -s ../archive/cert.pem cert.pem && ln -s ../archive/key.pem key.pem")
+        provision(lighttpd_tls_self_signed=False, lighttpd_tls_certificate_file="/etc/ssl/lightweb-given/live/cert.pem",
+                  lighttpd_tls_private_key_file="/etc/ssl/lightweb-given/live/key.pem")
         assert _same_certificate(_served_certificate(address), given)
-        key = host.file("/etc/ssl/lightweb-given/key.pem")
+        key = host.file("/etc/ssl/lightweb-given/archive/key.pem")
         assert (key.user, key.group, key.mode) == ("root", "root", 0o600)
+        assert host.file("/etc/ssl/lightweb-given/live/key.pem").is_symlink
+        # The links are read through: a re-run finds everything in place.
+        again = run_playbook_with_inventory(inventory_with(lighttpd_tls_self_signed=False,
+                                                           lighttpd_tls_certificate_file="/etc/ssl/lightweb-given/live/cert.pem",
+                                                           lighttpd_tls_private_key_file="/etc/ssl/lightweb-given/live/key.pem"),
+                                            name, "playbooks/site.yml", tmp_path)
+        assert again.returncode == 0, again.stdout[-3000:]
+        assert recap_changed(again, name) == 0, again.stdout[-3000:]
     finally:
         # Back to the scenario's self-signed pair.
         host.run_expect([0], "rm -rf /etc/lighttpd/tls")
@@ -169,10 +183,39 @@ def test_app_server_unit_is_sandboxed_and_cannot_touch_its_code(appserver):
     assert props["PrivateDevices"] == "yes"
     assert props["ReadWritePaths"] == "/var/log/webpy-example"
     assert props["CapabilityBoundingSet"] == ""
-    for path in ("/srv/webpy/app/app.py", "/srv/webpy/app", "/srv/webpy/venv/bin/python3"):
+    for path in ("/srv/webpy/current/app.py", "/srv/webpy/current/", "/srv/webpy/current/venv/bin/python3",
+                 "/srv/webpy/bin/lightweb_fcgi.py"):
+        assert host.file(path).exists, path
         result = host.run("setpriv --reuid=webpy --regid=webpy --clear-groups test -w %s", path)
         assert result.rc != 0, path
     exposure = host.check_output("systemd-analyze security %s.service --no-pager | tail -n 1" % UNIT)
     level = float(exposure.split("level for %s.service:" % UNIT)[1].split()[0])
     print("%s: systemd-analyze exposure %.1f" % (appserver, level))
     assert level < 5.0, exposure  # systemd's "OK" band or better
+
+
+def test_the_port_filter_outlives_a_restart_or_reload_of_nftables_and_falls_with_its_stop():
+    # nftables.service flushes the whole ruleset when it starts or reloads:
+    # the app's filter is applied again each time. Stopping nftables stops
+    # the filter, and the FastCGI socket with it: never open unfiltered.
+    name, address = "lightweb-app1", "10.89.42.21"
+    host, frontend, other = node(name), node("lightweb-fe1"), node("lightweb-client")
+    was_active = host.run("systemctl is-active nftables.service").rc == 0
+    table = "nft list table inet lightweb_webpy_example"
+    try:
+        for action in ("restart", "reload"):
+            host.run_expect([0], "systemctl %s nftables.service" % action)
+            host.run_expect([0], table)
+            assert tcp_connects(frontend, address, 9000), action
+            assert not tcp_connects(other, address, 9000), action
+        host.run_expect([0], "systemctl stop nftables.service")
+        assert host.run(table).rc != 0
+        assert not host.service(UNIT + ".socket").is_running
+        assert host.check_output("ss -Hltn 'sport = :9000'") == ""
+        assert not tcp_connects(frontend, address, 9000)
+    finally:
+        host.run_expect([0], "systemctl %s nftables.service" % ("start" if was_active else "stop"))
+        host.run_expect([0], "systemctl start %s.socket %s.service" % (UNIT, UNIT))
+    host.run_expect([0], table)
+    assert tcp_connects(frontend, address, 9000)
+    assert not tcp_connects(other, address, 9000)

@@ -62,6 +62,18 @@ BAD_INPUTS = [
     ({"webpy_app_health_path": "health"}, "webpy_app_health_path"),
     ({"webpy_app_health_timeout": 0}, "webpy_app_health_timeout"),
     ({"webpy_app_health_address": "localhost:9000"}, "webpy_app_health_address"),
+    # Paths the roles would give to a service account, or publish.
+    ({"lighttpd_error_log": "/var/log/error.log"}, "lighttpd_error_log"),
+    ({"lighttpd_access_log": "/var/log/lighttpd/../access.log"}, "lighttpd_access_log"),
+    ({"lighttpd_fastcgi_socket_dir": "/run"}, "lighttpd_fastcgi_socket_dir"),
+    ({"webpy_app_log_dir": "/var/log"}, "webpy_app_log_dir"),
+    ({"webpy_app_state_dirs": ["/srv/webpy"]}, "webpy_app_state_dirs"),
+    ({"webpy_app_state_dirs": ["/srv/webpy/releases/cache"]}, "webpy_app_state_dirs"),
+    ({"webpy_app_static_subdir": ""}, "webpy_app_static_subdir"),
+    ({"webpy_app_static_subdir": ".."}, "webpy_app_static_subdir"),
+    ({"lighttpd_graceful_shutdown_timeout": 0}, "lighttpd_graceful_shutdown_timeout"),
+    ({"lighttpd_extra_packages": ["curl=7.88.1-10"]}, "lighttpd_extra_packages"),
+    ({"lighttpd_tls_enabled": True, "lighttpd_tls_self_signed": True, "lighttpd_port": 8080}, "lighttpd_tls_redirect_http"),
 ]
 
 

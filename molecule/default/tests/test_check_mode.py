@@ -3,6 +3,7 @@ change and changes nothing: on a new host, on the host as the roles left it,
 and on one changed by hand."""
 
 import copy
+import json
 
 import pytest
 
@@ -44,3 +45,18 @@ def test_a_check_run_finds_a_change_made_by_hand_and_leaves_it(host):
     assert put_right.returncode == 0, put_right.stdout[-3000:] + put_right.stderr[-3000:]
     assert file_checksum(host, CONFIG) == config
     wait_for(host_address(host))
+
+
+def test_ipv6_follows_a_specific_listen_address(host):
+    # 0.0.0.0 gets [::], 127.0.0.1 gets [::1], one interface's address no
+    # IPv6 socket at all. A check run shows the socket unit each would get.
+    name = host.backend.host
+    assert "ListenStream=[::]:80" in host.file("/etc/systemd/system/lighttpd.socket").content_string
+    loopback = run_playbook(name, "--check", "--diff", "-e", json.dumps({"lighttpd_listen_address": "127.0.0.1"}))
+    assert loopback.returncode == 0, loopback.stdout[-3000:]
+    assert "+ListenStream=127.0.0.1:80" in loopback.stdout and "+ListenStream=[::1]:80" in loopback.stdout
+    assert "-ListenStream=[::]:80" in loopback.stdout
+    interface = run_playbook(name, "--check", "--diff", "-e", json.dumps({"lighttpd_listen_address": host_address(host)}))
+    assert interface.returncode == 0, interface.stdout[-3000:]
+    assert "-ListenStream=[::]:80" in interface.stdout
+    assert "+ListenStream=[" not in interface.stdout

@@ -108,7 +108,8 @@ def test_form_posts_back_escaped(addr):
     assert "You said: <q>&lt;b&gt;hi&lt;/b&gt; &amp; bye</q>" in resp.text
 
 
-@pytest.mark.parametrize("path", ["/app.py", "/srv/webpy/app/app.py", "/sta/../app.py", "/sta/app.py"])
+@pytest.mark.parametrize("path", ["/app.py", "/srv/webpy/current/app.py", "/current/app.py", "/sta/../app.py", "/sta/app.py",
+                                  "/bin/lightweb_fcgi.py", "/sta/%2e%2e/app.py"])
 def test_app_source_is_never_served(addr, path):
     resp = http(addr, path)
     assert resp.status in (403, 404)
@@ -164,8 +165,9 @@ def test_app_account_cannot_log_in_or_change_its_code(host):
     user = host.user(APP_USER)
     assert user.shell == "/usr/sbin/nologin"
     assert user.uid < 1000
-    for path in ("/srv/webpy/app/app.py", "/srv/webpy/app", "/srv/webpy/venv/bin/python3",
+    for path in ("/srv/webpy/current/app.py", "/srv/webpy/current/", "/srv/webpy/current/venv/bin/python3",
                  "/srv/webpy/bin/lightweb_fcgi.py", DOCROOT + "/sta/style.css"):
+        assert host.file(path).exists, path
         result = host.run("setpriv --reuid=%s --regid=%s --clear-groups test -w %s", APP_USER, APP_USER, path)
         assert result.rc != 0, "%s is writable by %s" % (path, APP_USER)
 
@@ -211,6 +213,23 @@ def test_restart_right_after_a_start_is_not_held_up(host, addr):
     took = [int(host.check_output(script)) for _attempt in range(3)]
     print("restarts right after a start took %s ms" % took)
     assert max(took) < 8000, took
+    assert "Hello from web.py" in wait_for(addr, "/").text
+    assert len(fcgi_processes(host)) == MAX_PROCS
+
+
+def test_a_process_of_the_app_account_outside_lighttpd_does_not_hold_up_its_restart(host, addr):
+    # The stop waits for the app processes lighttpd spawned, not for every
+    # process of their account (a cron job, a shell of the operator's).
+    host.run_expect([0], "systemd-run --unit lightweb-test-outsider --uid %s --gid %s /bin/sleep 300", APP_USER, APP_USER)
+    try:
+        script = ("systemctl reset-failed lighttpd.service && started=$(date +%s%N) && systemctl restart lighttpd"
+                  " && echo $(( ($(date +%s%N) - started) / 1000000 ))")
+        took = int(host.check_output(script))
+        assert host.service("lightweb-test-outsider").is_running
+    finally:
+        host.run("systemctl stop lightweb-test-outsider")
+    print("restart with another process of %s running took %d ms" % (APP_USER, took))
+    assert took < 8000, took
     assert "Hello from web.py" in wait_for(addr, "/").text
     assert len(fcgi_processes(host)) == MAX_PROCS
 
@@ -287,12 +306,23 @@ _LOCAL_STATISTICS = (
 )
 
 
+_LOCAL_STATUS_AUTO = (
+    "import urllib.request\n"
+    "print(urllib.request.urlopen('http://127.0.0.1/server-status?auto', timeout=5).read().decode())\n"
+)
+
+
 def test_status_pages_answer_localhost_only(host, addr):
     assert http(addr, "/server-statistics").status == 403
     assert http(addr, "/server-status").status == 403
+    assert http(addr, "/server-status?auto").status == 403
     counters = host.check_output("python3 -c %s", _LOCAL_STATISTICS)
     for n in range(MAX_PROCS):
         assert "gw.backend.webpy.%d.died: 0" % n in counters
+    # The machine-readable form monitoring agents ask for, from mod_status
+    # (not the app's 404 page).
+    auto = host.check_output("python3 -c %s", _LOCAL_STATUS_AUTO)
+    assert "Total Accesses:" in auto and "BusyServers:" in auto, auto[:500]
 
 
 def test_lighttpd_runs_sandboxed(host):

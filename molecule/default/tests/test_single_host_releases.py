@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from lightweb_testlib import example_release, load_from, release_status, run_playbook
+from lightweb_testlib import example_release, load_from, recap_changed, release_status, run_playbook
 
 NAME = "lightweb-single-debian12"
 testinfra_hosts = ["ansible://" + NAME]
@@ -18,7 +18,8 @@ BROKEN = "\nraise ImportError('this release cannot start')\n"
 @pytest.fixture(name="sources", scope="module")
 def fixture_sources(tmp_path_factory):
     base = tmp_path_factory.mktemp("releases")
-    return {"2": example_release(base, "2"), "3": example_release(base, "3", append=BROKEN)}
+    return {"2": example_release(base, "2"), "3": example_release(base, "3", append=BROKEN),
+            "4": example_release(base, "4")}
 
 
 def playbook(name, **extra_vars):
@@ -90,4 +91,24 @@ def test_rollback_to_a_release_the_host_does_not_have_fails_naming_the_variable(
     result = playbook("rollback", webpy_app_release="no-such-release")
     assert result.returncode != 0
     assert "has no release \"no-such-release\" to roll back to (webpy_app_release)" in result.stdout + result.stderr
+    assert release_status(host) == before
+
+
+def test_a_release_name_on_the_host_never_gets_other_code(host, sources):
+    before = release_status(host)
+    running = before["current"]
+    files = "find /srv/webpy/releases/%s/ -type f -exec sha1sum {} + | sort" % running
+    code = host.check_output(files)
+    result = playbook("deploy", webpy_app_source_dir=str(sources["4"]), webpy_app_release=running)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "webpy_app_release %s is already on the host" % running in output, output[-3000:]
+    assert host.check_output(files) == code
+    assert release_status(host) == before
+    assert set(versions_served(host)) == {"2"}
+
+    # The same code under its own name again is that release: nothing changes.
+    result = playbook("deploy", webpy_app_source_dir=str(sources["2"]), webpy_app_release=running)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert recap_changed(result, NAME) == 0, result.stdout[-3000:]
     assert release_status(host) == before
