@@ -65,6 +65,9 @@ def test_app_server_runs_the_app_under_systemd_unprivileged(appserver):
     assert {p.user for p in procs} == {"webpy"}
     assert {p.nice for p in procs} == {5}  # webpy_app_nice
     main_pid = int(host.check_output("systemctl show -p MainPID --value %s.service" % UNIT))
+    # webpy_app_environment in molecule.yml, as the app sees it.
+    environ = host.check_output("tr '\\0' '\\n' < /proc/%d/environ" % main_pid).splitlines()
+    assert 'LIGHTWEB_DSN=postgres://app:p%40ss@db/app?note="a b"&dir=C:\\temp' in environ, environ
     assert sorted(p.ppid for p in procs if p.pid != main_pid) == [main_pid, main_pid]
     listening = host.check_output("ss -Hltn 'sport = :%d'" % FASTCGI_PORT)
     # molecule.yml: app3 runs flup on a dual-stack socket, the others the

@@ -74,6 +74,22 @@ BAD_INPUTS = [
     ({"lighttpd_graceful_shutdown_timeout": 0}, "lighttpd_graceful_shutdown_timeout"),
     ({"lighttpd_extra_packages": ["curl=7.88.1-10"]}, "lighttpd_extra_packages"),
     ({"lighttpd_tls_enabled": True, "lighttpd_tls_self_signed": True, "lighttpd_port": 8080}, "lighttpd_tls_redirect_http"),
+    ({"webpy_app_base_dir": "/srv"}, "webpy_app_base_dir"),
+    ({"webpy_app_static_dest": "/var/www"}, "webpy_app_static_dest"),
+    ({"webpy_app_process_manager": "systemd", "webpy_app_listen_port": 22}, "webpy_app_listen_port"),
+    ({"webpy_app_environment": {"DB URL": "x"}}, "webpy_app_environment"),
+    ({"webpy_app_environment": {"GREETING": "a\nExecStartPre=/bin/false"}}, "webpy_app_environment"),
+    # Paths lighttpd's sandbox hides or keeps read-only pass lighttpd's own check.
+    ({"lighttpd_fastcgi_socket_dir": "/tmp/lightweb-fcgi"}, "lighttpd_fastcgi_socket_dir"),
+    ({"lighttpd_document_root": "/home/www"}, "lighttpd_document_root"),
+    ({"lighttpd_error_log": "/etc/lighttpd/logs/error.log"}, "lighttpd_error_log"),
+    # lighttpd hands the app every URL starting with its prefix.
+    ({"lighttpd_fastcgi_prefix": "/s"}, "lighttpd_fastcgi_prefix"),
+    ({"lighttpd_static_prefix": "/apps"}, "lighttpd_fastcgi_prefix"),
+    ({"lighttpd_group": "root"}, "lighttpd_group"),
+    ({"lighttpd_extra_packages": ["curl:amd64"]}, "lighttpd_extra_packages"),
+    # An account that is not a service account is never taken over.
+    ({"webpy_app_user": "www-data", "lighttpd_user": "www-data"}, "webpy_app_user"),
 ]
 
 

@@ -60,3 +60,5 @@ def test_ipv6_follows_a_specific_listen_address(host):
     assert interface.returncode == 0, interface.stdout[-3000:]
     assert "-ListenStream=[::]:80" in interface.stdout
     assert "+ListenStream=[" not in interface.stdout
+    # Bound even before the interface has its address (sockets start early).
+    assert "+FreeBind=true" in interface.stdout and "+FreeBind=true" not in loopback.stdout

@@ -143,6 +143,13 @@ def test_fastcgi_processes_run_as_the_app_user(host):
         assert sock.user == APP_USER
 
 
+def test_the_app_gets_its_environment_as_written(host):
+    # webpy_app_environment in molecule.yml, through lighttpd's bin-environment.
+    for proc in fcgi_processes(host):
+        environ = host.check_output("tr '\\0' '\\n' < /proc/%d/environ" % proc.pid).splitlines()
+        assert 'LIGHTWEB_DSN=postgres://app:p%40ss@db/app?note="a b"&dir=C:\\temp' in environ, environ
+
+
 def test_app_runs_under_the_configured_fastcgi_server(host):
     server = SERVER[host.backend.get_hostname()]
     procs = fcgi_processes(host)
@@ -157,6 +164,8 @@ def test_app_runs_under_the_configured_fastcgi_server(host):
     else:
         assert '/bin/lightweb_fcgi.py ' in config
         assert '"kill-signal"   => 15,' in config
+    # A spawned app that hangs is given up on, as a remote one is.
+    assert '"read-timeout"  => 60,' in config
     # Only lighttpd gets systemd's stop signal; it stops what it spawned.
     assert host.check_output("systemctl show -p KillMode --value lighttpd") == "mixed"
 
@@ -189,6 +198,15 @@ def test_only_the_packages_the_configuration_uses_are_installed(host):
         assert host.package(package).is_installed, package
     for package in ("lighttpd-mod-openssl", "spawn-fcgi", "psmisc", "python3-apt"):
         assert not host.package(package).is_installed, package
+
+
+def test_configuration_is_readable_by_root_and_lighttpd_only(host):
+    # It holds the app's environment (bin-environment), secrets included.
+    conf = host.file(CONFIG)
+    assert (conf.user, conf.group, conf.mode) == ("root", APP_USER, 0o640)
+    assert host.run("setpriv --reuid=nobody --regid=nogroup --clear-groups cat %s", CONFIG).rc != 0
+    # What a reload checks first, as lighttpd's account.
+    host.run_expect([0], "setpriv --reuid=%s --regid=%s --init-groups lighttpd -tt -f %s", APP_USER, APP_USER, CONFIG)
 
 
 def test_stack_serves_again_after_restart(host, addr):
