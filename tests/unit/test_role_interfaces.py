@@ -38,3 +38,25 @@ def test_role_readmes_are_generated_from_the_specs():
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "role_docs.py"), "--check"],
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout
+
+
+def _tags_of(tasks, name):
+    return set(next(task for task in tasks if task["name"] == name)["tags"])
+
+
+def test_a_run_tagged_to_switch_releases_also_checks_the_switched_app():
+    # activate.yml switches; health.yml checks and goes back on failure. A
+    # --tags run that selects the one must select the other.
+    converge = load("webpy_app", "tasks/converge.yml")
+    switch = _tags_of(converge, "Switch to the release once it answers")
+    assert switch <= _tags_of(converge, "Check the app on its new release")
+    health = load("webpy_app", "tasks/health.yml")
+    include = next(task for task in health if "ansible.builtin.include_tasks" in task)
+    assert switch <= set(include["ansible.builtin.include_tasks"]["apply"]["tags"])
+    # The single-host play checks in a post task.
+    listed = subprocess.run(
+        ["ansible-playbook", "-i", str(ROOT / "inventories/example/hosts.yml"), str(ROOT / "site.yml"),
+         "--list-tasks", "--tags", ",".join(sorted(switch - {"webpy_app"}))],
+        capture_output=True, text=True, check=False, cwd=ROOT)
+    assert listed.returncode == 0, listed.stderr
+    assert "Check the app on its new release (back to the one before if it fails)" in listed.stdout, listed.stdout

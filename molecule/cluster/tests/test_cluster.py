@@ -66,7 +66,9 @@ def test_app_server_runs_the_app_under_systemd_unprivileged(appserver):
     assert {p.nice for p in procs} == {5}  # webpy_app_nice
     main_pid = int(host.check_output("systemctl show -p MainPID --value %s.service" % UNIT))
     # webpy_app_environment in molecule.yml, as the app sees it.
-    environ = host.check_output("tr '\\0' '\\n' < /proc/%d/environ" % main_pid).splitlines()
+    # Read as the app's account: root here lacks CAP_SYS_PTRACE.
+    environ = host.check_output("setpriv --reuid=webpy --regid=webpy --clear-groups cat /proc/%d/environ | tr '\\0' '\\n'"
+                                % main_pid).splitlines()
     assert 'LIGHTWEB_DSN=postgres://app:p%40ss@db/app?note="a b"&dir=C:\\temp' in environ, environ
     assert sorted(p.ppid for p in procs if p.pid != main_pid) == [main_pid, main_pid]
     listening = host.check_output("ss -Hltn 'sport = :%d'" % FASTCGI_PORT)

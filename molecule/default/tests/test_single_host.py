@@ -146,7 +146,9 @@ def test_fastcgi_processes_run_as_the_app_user(host):
 def test_the_app_gets_its_environment_as_written(host):
     # webpy_app_environment in molecule.yml, through lighttpd's bin-environment.
     for proc in fcgi_processes(host):
-        environ = host.check_output("tr '\\0' '\\n' < /proc/%d/environ" % proc.pid).splitlines()
+        # Read as the app's account: root here lacks CAP_SYS_PTRACE.
+        environ = host.check_output("setpriv --reuid=%s --regid=%s --clear-groups cat /proc/%d/environ | tr '\\0' '\\n'"
+                                    % (APP_USER, APP_USER, proc.pid)).splitlines()
         assert 'LIGHTWEB_DSN=postgres://app:p%40ss@db/app?note="a b"&dir=C:\\temp' in environ, environ
 
 
