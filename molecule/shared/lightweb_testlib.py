@@ -242,7 +242,15 @@ def new_host_like(name, like):
     podman("run", "-d", "--runtime=runc", "--name", name, "--hostname", name, "--systemd=always",
            "--ulimit", "nofile=8192:8192", "--ulimit", "nproc=4096:4096", image, "/sbin/init")
     try:
-        podman("exec", name, "systemctl", "is-system-running", "--wait", check=False, timeout=180)
+        # Until its boot is over: first-boot units (ldconfig, systemd-update-done)
+        # write to /etc. Right after `podman run`, systemctl may not reach
+        # systemd yet and return at once: ask again.
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            state = podman("exec", name, "systemctl", "is-system-running", "--wait", check=False, timeout=180)
+            if state.stdout.strip() in ("running", "degraded"):
+                break
+            time.sleep(0.5)
         yield name
     finally:
         podman("rm", "-f", "-t", "0", name, check=False)
