@@ -6,6 +6,7 @@ network: real HTTP through lighttpd, no proxy in between.
 
 import collections
 import contextlib
+import functools
 import json
 import os
 import re
@@ -60,7 +61,7 @@ def host_address(host):
     """First global IPv4 address of a test host."""
     out = host.check_output("ip -4 -o addr show scope global")
     match = re.search(r"inet (\d+\.\d+\.\d+\.\d+)/", out)
-    assert match, "no IPv4 address on %s: %s" % (host.backend.host, out)
+    assert match, "no IPv4 address on %s: %s" % (host.backend.get_hostname(), out)
     return match.group(1)
 
 
@@ -160,8 +161,19 @@ def inventory_path():
         os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "inventory")
 
 
+@functools.lru_cache(maxsize=None)
+def _hostvars():
+    out = subprocess.run(["ansible-inventory", "-i", inventory_path(), "--list"],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    return json.loads(out)["_meta"]["hostvars"]
+
+
 def node(name):
-    """A testinfra host of the scenario's inventory, by name."""
+    """A testinfra host of the scenario's inventory, by name. Where the
+    inventory reaches it with podman exec, so does testinfra, directly: its
+    ansible backend would start an ansible run for every command."""
+    if _hostvars().get(name, {}).get("ansible_connection") in ("podman", "containers.podman.podman"):
+        return testinfra.get_host("podman://%s" % name)
     return testinfra.get_host("ansible://%s" % name, ansible_inventory=inventory_path())
 
 

@@ -16,6 +16,9 @@ FRONTENDS = {name: "https://" + ip for name, ip in FRONTEND_IPS.items()}
 APPSERVERS = {"lightweb-app1": "10.89.42.21", "lightweb-app2": "10.89.42.22", "lightweb-app3": "10.89.42.23"}
 FASTCGI_PORT = 9000
 UNIT = "webpy-example"
+PROBE = "/srv/webpy/bin/lightweb-fcgi-probe"
+# app3 listens on "::" (molecule.yml).
+HEALTH_ADDRESS = {"lightweb-app1": "127.0.0.1:9000", "lightweb-app2": "127.0.0.1:9000", "lightweb-app3": "[::1]:9000"}
 
 # Run once, not once per inventory host: the tests pick their hosts.
 testinfra_hosts = ["ansible://lightweb-fe1"]
@@ -128,12 +131,15 @@ def test_app_restart_fails_no_request():
 
 def test_idle_app_server_stops_without_being_killed():
     # Workers share one listening socket; none may sit deaf to SIGTERM in
-    # accept() until systemd's stop timeout kills it.
+    # accept() until systemd's stop timeout kills it. Each restart comes once
+    # the app answers: idle, not still loading.
     for name in sorted(APPSERVERS):
         host = node(name)
         since = host.check_output("date '+%Y-%m-%d %H:%M:%S'")
         for _restart in range(3):
             host.run_expect([0], "systemctl restart %s.service" % UNIT)
+            host.run_expect([0], "for try in $(seq 50); do %s --connect %s --path /health --timeout 2 >/dev/null && exit 0;"
+                            " sleep 0.2; done; exit 1", PROBE, HEALTH_ADDRESS[name])
         journal = host.check_output("journalctl --no-pager -u %s.service --since '%s'" % (UNIT, since))
         assert "timed out" not in journal and "Killing" not in journal, journal[-2000:]
         assert host.check_output("systemctl show -p Result --value %s.service" % UNIT) == "success"

@@ -29,7 +29,7 @@ def test_a_check_run_on_a_new_host_tells_what_it_would_do_and_changes_nothing(li
 
 
 def test_a_check_run_finds_a_change_made_by_hand_and_leaves_it(host):
-    name = host.backend.host
+    name = host.backend.get_hostname()
     assert recap_changed(run_playbook(name, "--check"), name) == 0
 
     config = file_checksum(host, CONFIG)
@@ -50,7 +50,7 @@ def test_a_check_run_finds_a_change_made_by_hand_and_leaves_it(host):
 def test_ipv6_follows_a_specific_listen_address(host):
     # 0.0.0.0 gets [::], 127.0.0.1 gets [::1], one interface's address no
     # IPv6 socket at all. A check run shows the socket unit each would get.
-    name = host.backend.host
+    name = host.backend.get_hostname()
     assert "ListenStream=[::]:80" in host.file("/etc/systemd/system/lighttpd.socket").content_string
     loopback = run_playbook(name, "--check", "--diff", "-e", json.dumps({"lighttpd_listen_address": "127.0.0.1"}))
     assert loopback.returncode == 0, loopback.stdout[-3000:]

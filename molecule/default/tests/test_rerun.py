@@ -11,7 +11,7 @@ LAUNCHER = "/srv/webpy/bin/lightweb_fcgi.py"
 
 
 def test_a_rerun_puts_right_what_was_changed_by_hand_then_changes_nothing(host):
-    name = host.backend.host
+    name = host.backend.get_hostname()
     release = "/srv/webpy/releases/%s" % release_status(host)["current"]
     config = file_checksum(host, CONFIG)
     log_owner = host.check_output("stat -c %%U:%%G %s", ACCESS_LOG)
@@ -42,7 +42,7 @@ def test_a_rerun_puts_right_what_was_changed_by_hand_then_changes_nothing(host):
 
 
 def test_a_package_removed_by_hand_is_installed_again_and_nothing_else_is_added(host):
-    name = host.backend.host
+    name = host.backend.get_hostname()
     packages = "dpkg-query --show --showformat='${db:Status-Status} ${Package}\\n' | sed -n 's/^installed //p'"
     before = set(host.check_output(packages).split())
     assert "logrotate" in before
