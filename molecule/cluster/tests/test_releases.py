@@ -57,6 +57,9 @@ def assert_every_backend_in_rotation():
         config = node(name).file("/etc/lighttpd/lighttpd.conf").content_string
         for app in APPSERVERS:
             assert '"%s" => (' % app in config, (name, app)
+        # A deploy rewrites lighttpd.conf twice per batch; the backups do not pile up.
+        backups = node(name).check_output("find /etc/lighttpd -maxdepth 1 -name 'lighttpd.conf.*~'").split()
+        assert 1 <= len(backups) <= 5, backups
 
 
 def test_rolling_deploy_switches_every_app_server_without_failing_a_request(sources):

@@ -99,6 +99,22 @@ def test_json_endpoint_names_the_process_that_answered(host, addr):
     assert info["pid"] in {p.pid for p in fcgi_processes(host)}
 
 
+def test_acme_challenges_come_from_the_document_root_never_from_the_app(host, addr):
+    # As certbot --webroot writes them; the test's files go again afterwards.
+    token, probe = marker(), marker()
+    challenges = DOCROOT + "/.well-known/acme-challenge"
+    host.check_output("mkdir -p %s && printf %%s %s > %s/%s", challenges, token + ".key", challenges, token)
+    try:
+        found = http(addr, "/.well-known/acme-challenge/%s?probe=%s" % (token, probe))
+        missing = http(addr, "/.well-known/acme-challenge/missing-%s" % probe)
+    finally:
+        host.check_output("rm -r %s", DOCROOT + "/.well-known")
+    assert found.status == 200
+    assert found.body == (token + ".key").encode()
+    assert missing.status == 404
+    assert probe not in host.file(REQUEST_LOG).content_string, "an ACME challenge reached the app"
+
+
 def test_form_posts_back_escaped(addr):
     form = http(addr, "/echo")
     assert form.status == 200
@@ -257,7 +273,7 @@ def test_a_process_of_the_app_account_outside_lighttpd_does_not_hold_up_its_rest
 def test_stack_serves_again_after_the_host_reboots(host, addr):
     assert not boot_ordering_cycles(host)
     config = file_checksum(host, CONFIG)
-    state = power_cycle(host.backend.host)
+    state = power_cycle(host.backend.get_hostname())
     assert state == "running", host.run("systemctl --failed --no-legend").stdout
     # The address may change with the restart; the deployed stack may not.
     addr = host_address(host)
@@ -303,7 +319,7 @@ def test_logs_rotate_and_logging_continues(host, addr):
 
 
 def test_invalid_configuration_never_reaches_the_server(host, addr):
-    name = host.backend.host
+    name = host.backend.get_hostname()
     config_before = file_checksum(host, CONFIG)
     pid_before = host.check_output("systemctl show -p MainPID --value lighttpd")
     result = run_playbook(name, "-e", json.dumps({"lighttpd_extra_config": 'server.port = "not a port'}))
