@@ -6,6 +6,7 @@ network: real HTTP through lighttpd, no proxy in between.
 
 import collections
 import contextlib
+import datetime
 import functools
 import json
 import os
@@ -21,6 +22,10 @@ import uuid
 from pathlib import Path
 
 import testinfra
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_APP = REPO / "roles" / "webpy_app" / "files" / "example"
@@ -351,6 +356,21 @@ def load_from(container, *urls, threads=4, interval=0.02, settle=3.0, label="loa
         print("%s: requests sent %d, failed %d, outcomes %s, versions %s" % (
             label, summary["sent"], summary["failed"], summary["outcomes"],
             {v: s["count"] for v, s in summary["versions"].items()}))
+
+
+def self_signed_pair(name, passphrase=None):
+    """A certificate for `name` and its own key (encrypted with `passphrase`
+    if given), both as PEM text."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    encryption = (serialization.BestAvailableEncryption(passphrase) if passphrase
+                  else serialization.NoEncryption())
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
+    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()
 
 
 def example_release(tmp_path, version, append=""):

@@ -1,31 +1,17 @@
 """Unit tests of the lighttpd role's certificate and key pairing check."""
 
-import datetime
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "molecule" / "shared"))
+
+from lightweb_testlib import self_signed_pair  # noqa: E402  pylint: disable=wrong-import-position
 
 SCRIPT = Path(__file__).resolve().parents[2] / "roles" / "lighttpd" / "files" / "lightweb_tls_pair.py"
-
-
-def make_pair(name, passphrase=None):
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now)
-            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
-    encryption = (serialization.BestAvailableEncryption(passphrase) if passphrase
-                  else serialization.NoEncryption())
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
-    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()
 
 
 def run(certificate, private_key):
@@ -35,13 +21,13 @@ def run(certificate, private_key):
 
 
 def test_a_certificate_and_its_own_key_pass():
-    cert, key = make_pair("a")
+    cert, key = self_signed_pair("a")
     assert run(cert, key) == (0, {"ok": True})
 
 
 def test_a_chain_is_checked_by_its_first_certificate():
-    cert, key = make_pair("a")
-    issuer = make_pair("b")[0]
+    cert, key = self_signed_pair("a")
+    issuer = self_signed_pair("b")[0]
     assert run(cert + issuer, key)[0] == 0
     assert run(issuer + cert, key)[0] == 1
 
@@ -53,8 +39,8 @@ def test_a_chain_is_checked_by_its_first_certificate():
     ("key as certificate", "lighttpd_tls_certificate is not a PEM certificate"),
 ])
 def test_a_pair_that_does_not_belong_together_fails_naming_the_variable(case, reason):
-    cert, key = make_pair("a")
-    other_cert, other_key = make_pair("b", passphrase=b"secret" if case == "encrypted key" else None)
+    cert, key = self_signed_pair("a")
+    other_cert, other_key = self_signed_pair("b", passphrase=b"secret" if case == "encrypted key" else None)
     given = {"other key": (cert, other_key), "encrypted key": (other_cert, other_key),
              "certificate as key": (cert, cert), "key as certificate": (key, key)}[case]
     code, answer = run(*given)

@@ -1,36 +1,17 @@
 """Every bad input fails before anything on the host changes, naming its variable."""
 
 import concurrent.futures
-import datetime
 import json
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
-from lightweb_testlib import node, run_playbook
+from lightweb_testlib import node, run_playbook, self_signed_pair
 
 # One host is enough: the checks run on the controller's view of the inputs.
 testinfra_hosts = ["ansible://lightweb-single-debian12"]
 
 FOREIGN_CERT = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"
 HOST = "lightweb-single-debian12"
-
-
-def self_signed_pair(name):
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now)
-            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()
-
-
 CERT = self_signed_pair("lightweb-single-debian12")[0]
 OTHER_KEY = self_signed_pair("other")[1]
 SNAPSHOT = (

@@ -40,7 +40,7 @@ def check(certificate, private_key):
 def main():
     pair = json.load(sys.stdin)
     reason = check(pair["certificate"], pair["private_key"])
-    print(json.dumps({"ok": reason is None, "reason": reason} if reason else {"ok": True}))
+    print(json.dumps({"ok": False, "reason": reason} if reason else {"ok": True}))
     return 1 if reason else 0
 
 
