@@ -7,7 +7,7 @@ import ssl
 
 import pytest
 from lightweb_testlib import (
-    assert_default_security_headers, exported_inventory, http, node, recap_changed, run_playbook_with_inventory,
+    assert_default_security_headers, exported_inventory, http, node, recap_changed, run_playbook, run_playbook_with_inventory,
     tcp_connects, under_load,
 )
 
@@ -16,6 +16,8 @@ FRONTEND_URLS = {name: "https://" + ip for name, ip in FRONTEND_IPS.items()}
 APPSERVERS = ["lightweb-app1", "lightweb-app2", "lightweb-app3"]
 MONITORING_HOST = "lightweb-app1"  # listed in lighttpd_status_allowed
 UNIT = "webpy-example"
+TLS_DIR = "/etc/lighttpd/tls"  # the role's own pair
+KEY_GROUP = "lightweb-keys"  # shares a given key, as ssl-cert does on Debian
 
 testinfra_hosts = ["ansible://lightweb-fe1"]
 
@@ -118,13 +120,16 @@ def test_certificate_given_as_content_or_as_host_paths_is_served(tmp_path):
         # As paths of files already on the host, links to the files as a
         # certificate client keeps them (live/ -> archive/).
         given = _new_pair(host, "/etc/ssl/lightweb-given/archive", "lightweb-given")
+        # Shared with a group, as Debian's ssl-cert group shares keys: the role leaves that as it is.
+        host.run_expect([0], "groupadd -f %s && chgrp %s /etc/ssl/lightweb-given/archive/key.pem"
+                             " && chmod 0640 /etc/ssl/lightweb-given/archive/key.pem" % (KEY_GROUP, KEY_GROUP))
         host.run_expect([0], "install -d -m 0755 /etc/ssl/lightweb-given/live && cd /etc/ssl/lightweb-given/live"
                              " && ln -s ../archive/cert.pem cert.pem && ln -s ../archive/key.pem key.pem")
         provision(lighttpd_tls_self_signed=False, lighttpd_tls_certificate_file="/etc/ssl/lightweb-given/live/cert.pem",
                   lighttpd_tls_private_key_file="/etc/ssl/lightweb-given/live/key.pem")
         assert _same_certificate(_served_certificate(address), given)
         key = host.file("/etc/ssl/lightweb-given/archive/key.pem")
-        assert (key.user, key.group, key.mode) == ("root", "root", 0o600)
+        assert (key.user, key.group, key.mode) == ("root", KEY_GROUP, 0o640)
         assert host.file("/etc/ssl/lightweb-given/live/key.pem").is_symlink
         # The links are read through: a re-run finds everything in place.
         again = run_playbook_with_inventory(inventory_with(lighttpd_tls_self_signed=False,
@@ -138,9 +143,27 @@ def test_certificate_given_as_content_or_as_host_paths_is_served(tmp_path):
         host.run_expect([0], "rm -rf /etc/lighttpd/tls")
         result = run_playbook_with_inventory(full, name, "playbooks/site.yml", tmp_path)
         host.run_expect([0], "rm -rf /root/lightweb-tls-content /etc/ssl/lightweb-given")
+        host.run("groupdel %s" % KEY_GROUP)
     assert result.returncode == 0, result.stdout[-3000:]
     assert name in host.check_output("openssl x509 -noout -subject -in /etc/lighttpd/tls/cert.pem")
     assert _same_certificate(_served_certificate(address), host.check_output("cat /etc/lighttpd/tls/cert.pem"))
+
+
+def test_a_self_signed_certificate_near_its_end_is_made_again():
+    name = "lightweb-fe1"
+    host = node(name)
+    # The role's pair, as if made 824 days ago: one day left.
+    host.run_expect([0], "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=%s -keyout %s/key.pem -out %s/cert.pem"
+                    % (name, TLS_DIR, TLS_DIR))
+
+    result = run_playbook(name)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert recap_changed(result, name) > 0
+    certificate = host.check_output("cat %s/cert.pem" % TLS_DIR)
+    assert host.run("openssl x509 -checkend %d -noout -in %s/cert.pem" % (800 * 86400, TLS_DIR)).rc == 0, certificate
+    assert _same_certificate(_served_certificate(FRONTEND_IPS[name]), certificate)
+    key = host.file(TLS_DIR + "/key.pem")
+    assert (key.user, key.group, key.mode) == ("root", "root", 0o600)
 
 
 _FETCH_STATISTICS = (

@@ -42,6 +42,9 @@ BAD_INPUTS = [
     ({"lighttpd_tls_enabled": True, "lighttpd_tls_self_signed": True, "lighttpd_tls_port": 80}, "lighttpd_tls_port"),
     ({"lighttpd_tls_enabled": True, "lighttpd_tls_certificate_file": "/etc/ssl/none/cert.pem",
       "lighttpd_tls_private_key_file": "/etc/ssl/none/key.pem"}, "lighttpd_tls_certificate_file"),
+    # A key every account may read (a file that is 0644 on every host): refused, and left as it is.
+    ({"lighttpd_tls_enabled": True, "lighttpd_tls_certificate_file": "/etc/ssl/certs/ca-certificates.crt",
+      "lighttpd_tls_private_key_file": "/etc/ssl/certs/ca-certificates.crt"}, "lighttpd_tls_private_key_file"),
     ({"lighttpd_listen_address": "0.0.0.0:80"}, "lighttpd_listen_address"),
     ({"lighttpd_listen_backlog": 0}, "lighttpd_listen_backlog"),
     ({"lighttpd_status_allowed": ["monitoring.example.com"]}, "lighttpd_status_allowed"),

@@ -8,7 +8,7 @@ import pytest
 
 from lightweb_testlib import (
     EXAMPLE_APP, assert_default_security_headers, boot_ordering_cycles, fcgi_processes, file_checksum, host_address,
-    http, marker, power_cycle, run_playbook, under_load, wait_for,
+    http, marker, power_cycle, process_environ, run_playbook, under_load, wait_for,
 )
 
 APP_USER = "webpy"
@@ -162,9 +162,7 @@ def test_fastcgi_processes_run_as_the_app_user(host):
 def test_the_app_gets_its_environment_as_written(host):
     # webpy_app_environment in molecule.yml, through lighttpd's bin-environment.
     for proc in fcgi_processes(host):
-        # Read as the app's account: root here lacks CAP_SYS_PTRACE.
-        environ = host.check_output("setpriv --reuid=%s --regid=%s --clear-groups cat /proc/%d/environ | tr '\\0' '\\n'"
-                                    % (APP_USER, APP_USER, proc.pid)).splitlines()
+        environ = process_environ(host, proc.pid, APP_USER)
         assert 'LIGHTWEB_DSN=postgres://app:p%40ss@db/app?note="a b"&dir=C:\\temp' in environ, environ
 
 

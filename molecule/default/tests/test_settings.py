@@ -1,0 +1,62 @@
+"""New settings of the app on a single host (its environment, its command
+line) are tried on a private socket before they reach lighttpd.conf, from
+which lighttpd spawns the app."""
+
+import json
+
+from lightweb_testlib import fcgi_processes, file_checksum, host_address, node, process_environ, recap_changed, run_playbook, \
+    wait_for
+
+CONFIG = "/etc/lighttpd/lighttpd.conf"
+RECORD = "/srv/webpy/spawn-settings.sha256"
+APP_USER = "webpy"
+UWSGI_HOST = "lightweb-single-debian12"  # the default server; Debian 13 runs flup
+# The inventory's environment (molecule.yml): -e replaces it whole.
+INVENTORY_ENVIRONMENT = {"LIGHTWEB_DSN": 'postgres://app:p%40ss@db/app?note="a b"&dir=C:\\temp'}
+
+
+def lighttpd_pid(host):
+    return host.check_output("systemctl show -p MainPID --value lighttpd.service")
+
+
+def with_environment(name, **extra):
+    return run_playbook(name, "-e", json.dumps({"webpy_app_environment": dict(INVENTORY_ENVIRONMENT, **extra)}))
+
+
+def test_settings_the_app_cannot_start_with_never_reach_lighttpd(host):
+    name = host.backend.get_hostname()
+    config, record, pid = file_checksum(host, CONFIG), file_checksum(host, RECORD), lighttpd_pid(host)
+
+    result = with_environment(name, PYTHONIOENCODING="utf-8x")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "The app on %s failed its health check with its new settings" % name in output, output[-3000:]
+    assert "webpy_app_environment" in output
+    assert "changed=0" in output
+    assert file_checksum(host, CONFIG) == config
+    assert file_checksum(host, RECORD) == record
+    assert lighttpd_pid(host) == pid
+    wait_for(host_address(host), "/api/info")
+
+
+# The same steps whichever server runs the app: one host runs them.
+def test_settings_the_app_starts_with_are_applied_and_recorded():
+    name = UWSGI_HOST
+    host = node(name)
+    record = file_checksum(host, RECORD)
+    try:
+        result = with_environment(name, LIGHTWEB_SETTINGS_TEST="applied")
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        assert file_checksum(host, RECORD) != record
+        procs = fcgi_processes(host)
+        assert procs
+        for proc in procs:
+            assert "LIGHTWEB_SETTINGS_TEST=applied" in process_environ(host, proc.pid, APP_USER)
+        wait_for(host_address(host), "/api/info")
+    finally:
+        restored = run_playbook(name)
+    assert restored.returncode == 0, restored.stdout[-3000:] + restored.stderr[-3000:]
+    assert recap_changed(restored, name) > 0
+    assert file_checksum(host, RECORD) == record
+    for proc in fcgi_processes(host):
+        assert "LIGHTWEB_SETTINGS_TEST=applied" not in process_environ(host, proc.pid, APP_USER)
