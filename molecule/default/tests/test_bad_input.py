@@ -66,6 +66,7 @@ BAD_INPUTS = [
     ({"webpy_app_process_manager": "systemd", "webpy_app_listen_port": 0}, "webpy_app_listen_port"),
     ({"webpy_app_release": "../v2"}, "webpy_app_release"),
     ({"webpy_app_keep_releases": 0}, "webpy_app_keep_releases"),
+    ({"webpy_app_logrotate_keep": 0}, "webpy_app_logrotate_keep"),
     ({"webpy_app_health_path": "health"}, "webpy_app_health_path"),
     ({"webpy_app_health_timeout": 0}, "webpy_app_health_timeout"),
     ({"webpy_app_health_address": "localhost:9000"}, "webpy_app_health_address"),

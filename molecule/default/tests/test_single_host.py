@@ -316,6 +316,33 @@ def test_logs_rotate_and_logging_continues(host, addr):
     assert fcgi_processes(host) == procs_before
 
 
+def test_the_app_log_rotates_and_the_app_writes_on(host, addr):
+    # The example app logs each request it serves to requests.log, from each
+    # of its processes, and keeps the file open.
+    log = "/var/log/webpy-example/requests.log"
+
+    def logged(probe):
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            http(addr, "/api/info?log-rotation=" + probe)
+            if probe in host.file(log).content_string:
+                return True
+            time.sleep(0.5)
+        return False
+
+    before, after = marker(), marker()
+    assert logged(before)
+    procs_before = fcgi_processes(host)
+    result = host.run("logrotate --force --verbose /etc/logrotate.d/webpy-example")
+    assert result.rc == 0 and "error" not in result.stderr.lower(), result.stderr
+    assert before in host.file(log + ".1").content_string
+    assert before not in host.file(log).content_string
+    assert logged(after), "the app did not write on to requests.log after its rotation"
+    assert host.file(log).user == APP_USER
+    # Copied and truncated: the app was not restarted for it.
+    assert fcgi_processes(host) == procs_before
+
+
 def test_invalid_configuration_never_reaches_the_server(host, addr):
     name = host.backend.get_hostname()
     config_before = file_checksum(host, CONFIG)

@@ -7,19 +7,26 @@ import time
 
 import pytest
 
-from lightweb_testlib import example_release, load_from, recap_changed, release_status, run_playbook
+from lightweb_testlib import EXAMPLE_APP, example_release, host_address, http, load_from, recap_changed, release_status, \
+    run_playbook
 
 NAME = "lightweb-single-debian12"
 testinfra_hosts = ["ansible://" + NAME]
 LOCAL_URL = "http://127.0.0.1/api/info"
 BROKEN = "\nraise ImportError('this release cannot start')\n"
+STYLE = "sta/style.css"
+STYLE_V1 = (EXAMPLE_APP / STYLE).read_bytes()
+STYLE_V2 = STYLE_V1 + b"\n/* release 2 */\n"
 
 
 @pytest.fixture(name="sources", scope="module")
 def fixture_sources(tmp_path_factory):
     base = tmp_path_factory.mktemp("releases")
-    return {"2": example_release(base, "2"), "3": example_release(base, "3", append=BROKEN),
-            "4": example_release(base, "4")}
+    sources = {"2": example_release(base, "2"), "3": example_release(base, "3", append=BROKEN),
+               "4": example_release(base, "4")}
+    # Release 2 changes an asset: a rollback must serve release 1's again.
+    (sources["2"] / STYLE).write_bytes(STYLE_V2)
+    return sources
 
 
 def playbook(name, **extra_vars):
@@ -35,6 +42,15 @@ def versions_served(host, count=12):
                                  % LOCAL_URL)
         seen[json.loads(body)["version"]] += 1
     return seen
+
+
+def assert_stylesheet_served(host, expected):
+    """lighttpd serves `expected` from /sta (its stat cache may hold the
+    file it had for a second)."""
+    address, deadline = host_address(host), time.monotonic() + 5
+    while (body := http(address, "/" + STYLE).body) != expected and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert body == expected, body[-60:]
 
 
 def test_deploy_switches_to_the_new_release_without_failing_a_request(host, sources):
@@ -53,6 +69,7 @@ def test_deploy_switches_to_the_new_release_without_failing_a_request(host, sour
     venv = "/srv/webpy/releases/%s/venv"
     assert host.file(venv % after["current"]).linked_to == host.file(venv % before["current"]).linked_to
     assert set(versions_served(host)) == {"2"}
+    assert_stylesheet_served(host, STYLE_V2)
 
 
 def test_a_release_that_cannot_start_is_never_switched_in(host, sources):
@@ -77,6 +94,7 @@ def test_rollback_goes_to_the_previous_release_then_to_a_named_one(host):
     assert load["failed"] == 0, load["failures"][:5]
     assert release_status(host)["current"] == before["previous"]
     assert set(versions_served(host)) == {"1"}
+    assert_stylesheet_served(host, STYLE_V1)
 
     with load_from(NAME, LOCAL_URL, label="single host, roll forward to v2 by name") as load:
         result = playbook("rollback", webpy_app_release=before["current"])
@@ -84,6 +102,7 @@ def test_rollback_goes_to_the_previous_release_then_to_a_named_one(host):
     assert load["failed"] == 0, load["failures"][:5]
     assert release_status(host)["current"] == before["current"]
     assert set(versions_served(host)) == {"2"}
+    assert_stylesheet_served(host, STYLE_V2)
 
 
 def test_rollback_to_a_release_the_host_does_not_have_fails_naming_the_variable(host):
