@@ -154,6 +154,21 @@ def process_environ(host, pid, user):
                              % (user, user, pid)).splitlines()
 
 
+def main_pid(host, unit):
+    """The main PID systemd has for `unit` (e.g. lighttpd.service)."""
+    return host.check_output("systemctl show -p MainPID --value %s" % unit)
+
+
+def assert_settings_refused(result, name):
+    """A run whose new app settings failed their try-out on `name`: it
+    failed, named the settings and changed nothing."""
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "The app on %s failed its health check with its new settings" % name in output, output[-3000:]
+    assert "webpy_app_environment" in output
+    assert "changed=0" in output
+
+
 def _ansible_playbook(inventory, limit, playbook, *extra_args, timeout=900):
     cmd = ["ansible-playbook", "-i", str(inventory), "--limit", limit, str(REPO / playbook), *extra_args]
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False)

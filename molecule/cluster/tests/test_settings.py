@@ -4,11 +4,12 @@ again once it runs with them under systemd."""
 
 import json
 
-from lightweb_testlib import file_checksum, node, recap_changed, run_playbook, wait_for
+from lightweb_testlib import assert_settings_refused, file_checksum, main_pid, node, recap_changed, run_playbook, wait_for
 
 APPSERVER = "lightweb-app1"  # uWSGI
 UNIT = "webpy-example"
-UNIT_FILE = "/etc/systemd/system/%s.service" % UNIT
+SERVICE = UNIT + ".service"
+UNIT_FILE = "/etc/systemd/system/" + SERVICE
 FRONTEND_URL = "https://10.89.42.11"
 # The app's account may write here, but not in its sandbox (ProtectSystem=strict):
 # not one of its declared directories (webpy_app_log_dir, webpy_app_state_dirs).
@@ -18,26 +19,17 @@ UNDECLARED_DIR = "/var/lib/lightweb-settings-test"
 testinfra_hosts = ["ansible://lightweb-fe1"]
 
 
-def main_pid(host):
-    return host.check_output("systemctl show -p MainPID --value %s.service" % UNIT)
-
-
 def with_environment(**environment):
     return run_playbook(APPSERVER, "-e", json.dumps({"webpy_app_environment": environment}))
 
 
 def test_settings_the_app_cannot_start_with_are_refused_before_they_are_applied():
     app = node(APPSERVER)
-    unit, pid = file_checksum(app, UNIT_FILE), main_pid(app)
+    unit, pid = file_checksum(app, UNIT_FILE), main_pid(app, SERVICE)
 
-    result = with_environment(PYTHONIOENCODING="utf-8x")
-    output = result.stdout + result.stderr
-    assert result.returncode != 0
-    assert "The app on %s failed its health check with its new settings" % APPSERVER in output, output[-3000:]
-    assert "webpy_app_environment" in output
-    assert "changed=0" in output
+    assert_settings_refused(with_environment(PYTHONIOENCODING="utf-8x"), APPSERVER)
     assert file_checksum(app, UNIT_FILE) == unit
-    assert main_pid(app) == pid
+    assert main_pid(app, SERVICE) == pid
     assert "PYTHONIOENCODING" not in app.check_output("systemctl show -p Environment %s.service" % UNIT)
 
 

@@ -4,8 +4,10 @@ which lighttpd spawns the app."""
 
 import json
 
-from lightweb_testlib import fcgi_processes, file_checksum, host_address, node, process_environ, recap_changed, run_playbook, \
-    wait_for
+from lightweb_testlib import (
+    assert_settings_refused, fcgi_processes, file_checksum, host_address, main_pid, node, process_environ, recap_changed,
+    run_playbook, wait_for,
+)
 
 CONFIG = "/etc/lighttpd/lighttpd.conf"
 RECORD = "/srv/webpy/spawn-settings.sha256"
@@ -15,27 +17,18 @@ UWSGI_HOST = "lightweb-single-debian12"  # the default server; Debian 13 runs fl
 INVENTORY_ENVIRONMENT = {"LIGHTWEB_DSN": 'postgres://app:p%40ss@db/app?note="a b"&dir=C:\\temp'}
 
 
-def lighttpd_pid(host):
-    return host.check_output("systemctl show -p MainPID --value lighttpd.service")
-
-
 def with_environment(name, **extra):
     return run_playbook(name, "-e", json.dumps({"webpy_app_environment": dict(INVENTORY_ENVIRONMENT, **extra)}))
 
 
 def test_settings_the_app_cannot_start_with_never_reach_lighttpd(host):
     name = host.backend.get_hostname()
-    config, record, pid = file_checksum(host, CONFIG), file_checksum(host, RECORD), lighttpd_pid(host)
+    config, record, pid = file_checksum(host, CONFIG), file_checksum(host, RECORD), main_pid(host, "lighttpd.service")
 
-    result = with_environment(name, PYTHONIOENCODING="utf-8x")
-    output = result.stdout + result.stderr
-    assert result.returncode != 0
-    assert "The app on %s failed its health check with its new settings" % name in output, output[-3000:]
-    assert "webpy_app_environment" in output
-    assert "changed=0" in output
+    assert_settings_refused(with_environment(name, PYTHONIOENCODING="utf-8x"), name)
     assert file_checksum(host, CONFIG) == config
     assert file_checksum(host, RECORD) == record
-    assert lighttpd_pid(host) == pid
+    assert main_pid(host, "lighttpd.service") == pid
     wait_for(host_address(host), "/api/info")
 
 

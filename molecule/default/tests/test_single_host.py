@@ -299,19 +299,26 @@ def test_restart_under_load_fails_no_request(host, addr):
     assert not failed, failed[:5]
 
 
+def logged(host, addr, log, path):
+    """The fresh marker of a request for `path` + marker once it shows up
+    in `log` (the request is sent again until then), or None after 15 s."""
+    probe = marker()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        http(addr, path + probe)
+        if probe in host.file(log).content_string:
+            return probe
+        time.sleep(0.5)
+    return None
+
+
 def test_logs_rotate_and_logging_continues(host, addr):
     procs_before = fcgi_processes(host)
     host.run_expect([0], "logrotate --force /etc/logrotate.d/lighttpd")
     assert host.file("/var/log/lighttpd/access.log.1").exists
-    probe = marker()
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        http(addr, "/?after-rotation=" + probe)  # /sta is not logged
-        if probe in host.file("/var/log/lighttpd/access.log").content_string:
-            break
-        time.sleep(0.5)
-    else:
-        pytest.fail("lighttpd did not log to the new access.log after rotation")
+    # /sta is not logged.
+    assert logged(host, addr, "/var/log/lighttpd/access.log", "/?after-rotation="), \
+        "lighttpd did not log to the new access.log after rotation"
     # Only lighttpd itself reopened its logs; its FastCGI children live on.
     assert fcgi_processes(host) == procs_before
 
@@ -320,24 +327,14 @@ def test_the_app_log_rotates_and_the_app_writes_on(host, addr):
     # The example app logs each request it serves to requests.log, from each
     # of its processes, and keeps the file open.
     log = "/var/log/webpy-example/requests.log"
-
-    def logged(probe):
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            http(addr, "/api/info?log-rotation=" + probe)
-            if probe in host.file(log).content_string:
-                return True
-            time.sleep(0.5)
-        return False
-
-    before, after = marker(), marker()
-    assert logged(before)
+    before = logged(host, addr, log, "/api/info?log-rotation=")
+    assert before
     procs_before = fcgi_processes(host)
     result = host.run("logrotate --force --verbose /etc/logrotate.d/webpy-example")
     assert result.rc == 0 and "error" not in result.stderr.lower(), result.stderr
     assert before in host.file(log + ".1").content_string
     assert before not in host.file(log).content_string
-    assert logged(after), "the app did not write on to requests.log after its rotation"
+    assert logged(host, addr, log, "/api/info?log-rotation="), "the app did not write on to requests.log after its rotation"
     assert host.file(log).user == APP_USER
     # Copied and truncated: the app was not restarted for it.
     assert fcgi_processes(host) == procs_before
