@@ -100,7 +100,7 @@ def transient(host, unit, argv, props=()):
 
 def lighttpd_variant(host, tag, port, max_procs=None, backends=None, backend_socket=None,
                      before_static=False, no_headers=False, flup=False, same_priority=False,
-                     bare=False):
+                     bare=False, other_policy=False):
     """Run a second lighttpd from the collection's own lighttpd.conf, changing
     only the port and the process count or the list of app servers."""
     conf = pexec(host, "cat", "/etc/lighttpd/lighttpd.conf")
@@ -121,8 +121,10 @@ def lighttpd_variant(host, tag, port, max_procs=None, backends=None, backend_soc
         conf = re.sub(r'\n\$HTTP\["url"\] =\^ "/sta/" \{.*?\n\}\n', "\n", conf, count=1, flags=re.S)
     if no_headers:
         conf = re.sub(r"\nsetenv\.set-response-header = \(.*?\n\)\n", "\n", conf, count=1, flags=re.S)
-    if same_priority:  # the app at lighttpd's priority, as before webpy_app_nice
-        conf = re.sub(r'"bin-path"(\s*)=> "/usr/bin/nice -n \d+ ', r'"bin-path"\1=> "', conf)
+    if same_priority:  # the app at lighttpd's priority and policy, as before webpy_app_nice
+        conf = re.sub(r'"bin-path"(\s*)=> "/usr/bin/chrt --batch 0 /usr/bin/nice -n \d+ ', r'"bin-path"\1=> "', conf)
+    if other_policy:  # nice 5 without SCHED_BATCH, as before webpy_app_cpu_policy
+        conf = re.sub(r'"bin-path"(\s*)=> "/usr/bin/chrt --batch 0 ', r'"bin-path"\1=> "', conf)
     if bare:  # only what serving files needs (still no access log): what the rest costs /sta
         for block in (r'url\.rewrite-once = \(.*?\n\)\n',  # the app's rewrite
                       r'\$HTTP\["url"\] =~ "[^"]*" \{\n.*?\n\}\n',  # deny rules, status
@@ -208,6 +210,7 @@ def setup_comparisons():
         lighttpd_variant(SINGLE, "bench-nohdr", 8121, max_procs=1, no_headers=True)
         lighttpd_variant(SINGLE, "bench-bare", 8122, max_procs=1, bare=True)
         lighttpd_variant(SINGLE, "bench-nice0", 8111, max_procs=PROCS, same_priority=True)
+        lighttpd_variant(SINGLE, "bench-other", 8112, max_procs=PROCS, other_policy=True)
 
 
 # --- measuring --------------------------------------------------------------
@@ -244,6 +247,7 @@ SERVERS = {
     "webpy": {"app": ("webpy", [SINGLE])},
     "flup": {"app": ("flup", [SINGLE])},
     "nice0": {"lighttpd": ("lighttpd:bench-nice0", [SINGLE]), "app": ("fcgi:bench-nice0", [SINGLE])},
+    "other": {"lighttpd": ("lighttpd:bench-other", [SINGLE]), "app": ("fcgi:bench-other", [SINGLE])},
 }
 
 
@@ -337,8 +341,10 @@ def cases(layouts):
              "url": single + ":8121/sta/style.css"},
             {"name": "static /sta without deny rules, rewrite, status, caching, headers", "layout": "sta",
              "url": single + ":8122/sta/style.css"},
-            {"name": "before: hello uWSGI at lighttpd's priority (nice 0)", "layout": "nice0",
+            {"name": "before: hello uWSGI at nice 0, SCHED_OTHER", "layout": "nice0",
              "url": single + ":8111/hello"},
+            {"name": "before: hello uWSGI at nice 5, SCHED_OTHER", "layout": "other",
+             "url": single + ":8112/hello"},
         ]
     chosen = [c for c in all_cases if not layouts or any(word in c["name"] for word in layouts)]
     for case in chosen:

@@ -112,10 +112,12 @@ def marker():
     return uuid.uuid4().hex
 
 
-FcgiProcess = collections.namedtuple("FcgiProcess", "user pid ppid server nice")
+# policy: the CPU scheduling policy, as Linux numbers them.
+SCHED_OTHER, SCHED_BATCH = 0, 3
+FcgiProcess = collections.namedtuple("FcgiProcess", "user pid ppid server nice policy")
 
 
-# Lists (user, pid, ppid, server, nice value) of FastCGI server processes (the flup launcher or
+# Lists (user, pid, ppid, server, nice value, policy) of FastCGI server processes (the flup launcher or
 # uWSGI loading the app) from /proc: test hosts need not have procps, and the
 # pattern must not match the listing command.
 _LIST_FCGI = r"""
@@ -131,10 +133,11 @@ for pid in filter(str.isdigit, os.listdir("/proc")):
     uwsgi = args[0] == b"/usr/bin/uwsgi" and b"lightweb_wsgi:application" in args
     if flup or uwsgi:
         fields = dict(line.split(":", 1) for line in status if ":" in line)
-        # The nice value is field 19 of /proc/PID/stat, the 17th after the
-        # command name.
+        # The nice value and the policy are fields 19 and 41 of
+        # /proc/PID/stat, the 17th and 39th after the command name.
+        after = stat.rsplit(")", 1)[1].split()
         print(pwd.getpwuid(int(fields["Uid"].split()[0])).pw_name, pid, fields["PPid"].strip(),
-              "flup" if flup else "uwsgi", stat.rsplit(")", 1)[1].split()[16])
+              "flup" if flup else "uwsgi", after[16], after[38])
 """
 
 
@@ -142,8 +145,8 @@ def fcgi_processes(host):
     """Every process of the app's FastCGI server."""
     procs = []
     for line in host.check_output("python3 -c %s", _LIST_FCGI).splitlines():
-        user, pid, ppid, server, nice = line.split()
-        procs.append(FcgiProcess(user, int(pid), int(ppid), server, int(nice)))
+        user, pid, ppid, server, nice, policy = line.split()
+        procs.append(FcgiProcess(user, int(pid), int(ppid), server, int(nice), int(policy)))
     return procs
 
 

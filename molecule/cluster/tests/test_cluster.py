@@ -6,7 +6,7 @@ import time
 
 import pytest
 from lightweb_testlib import (
-    EXAMPLE_APP, boot_ordering_cycles, exported_inventory, fcgi_processes, http, node,
+    EXAMPLE_APP, SCHED_BATCH, boot_ordering_cycles, exported_inventory, fcgi_processes, http, node,
     run_playbook_with_inventory, serving_hosts, tcp_connects, under_load, wait_for,
 )
 
@@ -67,6 +67,7 @@ def test_app_server_runs_the_app_under_systemd_unprivileged(appserver):
     assert len(procs) == 1 + 2  # parent + webpy_app_workers
     assert {p.user for p in procs} == {"webpy"}
     assert {p.nice for p in procs} == {5}  # webpy_app_nice
+    assert {p.policy for p in procs} == {SCHED_BATCH}  # webpy_app_cpu_policy
     main_pid = int(host.check_output("systemctl show -p MainPID --value %s.service" % UNIT))
     # webpy_app_environment in molecule.yml, as the app sees it.
     # Read as the app's account: root here lacks CAP_SYS_PTRACE.

@@ -59,6 +59,7 @@ BAD_INPUTS = [
      "webpy_app_pip_index_url"),
     ({"webpy_app_max_threads": "many"}, "webpy_app_max_threads"),
     ({"webpy_app_nice": -5}, "webpy_app_nice"),
+    ({"webpy_app_cpu_policy": "fifo"}, "webpy_app_cpu_policy"),
     ({"webpy_app_server": "gunicorn"}, "webpy_app_server"),
     ({"lighttpd_fastcgi_kill_signal": 9}, "lighttpd_fastcgi_kill_signal"),
     ({"webpy_app_process_manager": "systemd", "webpy_app_allowed_clients": ["fe1.example.com"]},

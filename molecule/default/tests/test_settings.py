@@ -5,7 +5,7 @@ which lighttpd spawns the app."""
 import json
 
 from lightweb_testlib import (
-    assert_settings_refused, fcgi_processes, file_checksum, host_address, main_pid, node, process_environ, recap_changed,
+    SCHED_BATCH, SCHED_OTHER, assert_settings_refused, fcgi_processes, file_checksum, host_address, main_pid, node, process_environ, recap_changed,
     run_playbook, wait_for,
 )
 
@@ -17,8 +17,9 @@ UWSGI_HOST = "lightweb-single-debian12"  # the default server; Debian 13 runs fl
 INVENTORY_ENVIRONMENT = {"LIGHTWEB_DSN": 'postgres://app:p%40ss@db/app?note="a b"&dir=C:\\temp'}
 
 
-def with_environment(name, **extra):
-    return run_playbook(name, "-e", json.dumps({"webpy_app_environment": dict(INVENTORY_ENVIRONMENT, **extra)}))
+def with_environment(name, settings=None, **extra):
+    return run_playbook(name, "-e", json.dumps(dict(settings or {}, webpy_app_environment=dict(INVENTORY_ENVIRONMENT,
+                                                                                               **extra))))
 
 
 def test_settings_the_app_cannot_start_with_never_reach_lighttpd(host):
@@ -38,11 +39,12 @@ def test_settings_the_app_starts_with_are_applied_and_recorded():
     host = node(name)
     record = file_checksum(host, RECORD)
     try:
-        result = with_environment(name, LIGHTWEB_SETTINGS_TEST="applied")
+        result = with_environment(name, {"webpy_app_cpu_policy": "other"}, LIGHTWEB_SETTINGS_TEST="applied")
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         assert file_checksum(host, RECORD) != record
         procs = fcgi_processes(host)
         assert procs
+        assert {p.policy for p in procs} == {SCHED_OTHER}
         for proc in procs:
             assert "LIGHTWEB_SETTINGS_TEST=applied" in process_environ(host, proc.pid, APP_USER)
         wait_for(host_address(host), "/api/info")
@@ -51,5 +53,7 @@ def test_settings_the_app_starts_with_are_applied_and_recorded():
     assert restored.returncode == 0, restored.stdout[-3000:] + restored.stderr[-3000:]
     assert recap_changed(restored, name) > 0
     assert file_checksum(host, RECORD) == record
-    for proc in fcgi_processes(host):
+    procs = fcgi_processes(host)
+    assert {p.policy for p in procs} == {SCHED_BATCH}
+    for proc in procs:
         assert "LIGHTWEB_SETTINGS_TEST=applied" not in process_environ(host, proc.pid, APP_USER)

@@ -7,8 +7,8 @@ import time
 import pytest
 
 from lightweb_testlib import (
-    EXAMPLE_APP, assert_default_security_headers, boot_ordering_cycles, fcgi_processes, file_checksum, host_address,
-    http, marker, power_cycle, process_environ, run_playbook, under_load, wait_for,
+    EXAMPLE_APP, SCHED_BATCH, assert_default_security_headers, boot_ordering_cycles, fcgi_processes, file_checksum,
+    host_address, http, marker, power_cycle, process_environ, run_playbook, under_load, wait_for,
 )
 
 APP_USER = "webpy"
@@ -170,11 +170,13 @@ def test_app_runs_under_the_configured_fastcgi_server(host):
     server = SERVER[host.backend.get_hostname()]
     procs = fcgi_processes(host)
     assert {p.server for p in procs} == {server}
-    # The app yields the CPU to lighttpd (webpy_app_nice).
+    # The app yields the CPU to lighttpd (webpy_app_nice), and its woken
+    # threads do not preempt it (webpy_app_cpu_policy: SCHED_BATCH).
     assert {p.nice for p in procs} == {5}
+    assert {p.policy for p in procs} == {SCHED_BATCH}
     config = host.file(CONFIG).content_string
     if server == "uwsgi":
-        assert '"bin-path"      => "/usr/bin/nice -n 5 /usr/bin/uwsgi ' in config
+        assert '"bin-path"      => "/usr/bin/chrt --batch 0 /usr/bin/nice -n 5 /usr/bin/uwsgi ' in config
         # SIGHUP makes uWSGI finish its requests; SIGTERM would drop them.
         assert '"kill-signal"   => 1,' in config
     else:
