@@ -4,7 +4,9 @@ again once it runs with them under systemd."""
 
 import json
 
-from lightweb_testlib import assert_settings_refused, file_checksum, main_pid, node, recap_changed, run_playbook, wait_for
+from lightweb_testlib import (
+    assert_settings_refused, file_checksum, main_pid, node, recap_changed, run_playbook, wait_for,
+)
 
 APPSERVER = "lightweb-app1"  # uWSGI
 UNIT = "webpy-example"

@@ -5,8 +5,8 @@ which lighttpd spawns the app."""
 import json
 
 from lightweb_testlib import (
-    SCHED_BATCH, SCHED_OTHER, assert_settings_refused, fcgi_processes, file_checksum, host_address, main_pid, node, process_environ, recap_changed,
-    run_playbook, wait_for,
+    SCHED_BATCH, SCHED_OTHER, assert_settings_refused, fcgi_processes, file_checksum, host_address, main_pid, node,
+    process_environ, recap_changed, run_playbook, wait_for,
 )
 
 CONFIG = "/etc/lighttpd/lighttpd.conf"
@@ -18,8 +18,10 @@ INVENTORY_ENVIRONMENT = {"LIGHTWEB_DSN": 'postgres://app:p%40ss@db/app?note="a b
 
 
 def with_environment(name, settings=None, **extra):
-    return run_playbook(name, "-e", json.dumps(dict(settings or {}, webpy_app_environment=dict(INVENTORY_ENVIRONMENT,
-                                                                                               **extra))))
+    """A run with `extra` added to the inventory's environment, and other
+    `settings` of the app."""
+    environment = dict(INVENTORY_ENVIRONMENT, **extra)
+    return run_playbook(name, "-e", json.dumps(dict(settings or {}, webpy_app_environment=environment)))
 
 
 def test_settings_the_app_cannot_start_with_never_reach_lighttpd(host):
