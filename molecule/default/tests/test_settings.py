@@ -90,3 +90,21 @@ def test_settings_are_tried_when_only_lighttpd_deploys_them(selection):
     assert restored.returncode == 0, restored.stdout[-3000:] + restored.stderr[-3000:]
     assert file_checksum(host, CONFIG) == config
     assert file_checksum(host, RECORD) == record
+
+
+# Such a run on a host the app was never deployed to: lighttpd.conf would
+# spawn an app that is not there. Another base directory stands for a host
+# without the app.
+def test_a_tagged_run_stops_on_a_host_without_the_app():
+    name = UWSGI_HOST
+    host = node(name)
+    config, pid = file_checksum(host, CONFIG), main_pid(host, "lighttpd.service")
+
+    result = run_playbook(name, "--tags", "lighttpd", "-e", "webpy_app_base_dir=/srv/webpy-never-deployed")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "has no release of the app yet (/srv/webpy-never-deployed/current is missing)" in output, output[-3000:]
+    assert "changed=0" in output
+    assert file_checksum(host, CONFIG) == config
+    assert main_pid(host, "lighttpd.service") == pid
+    assert not host.file("/srv/webpy-never-deployed").exists
