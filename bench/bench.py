@@ -100,7 +100,7 @@ def transient(host, unit, argv, props=()):
 
 def lighttpd_variant(host, tag, port, max_procs=None, backends=None, backend_socket=None,
                      before_static=False, no_headers=False, flup=False, same_priority=False,
-                     bare=False, other_policy=False):
+                     bare=False, other_policy=False, self_rewrite=False):
     """Run a second lighttpd from the collection's own lighttpd.conf, changing
     only the port and the process count or the list of app servers."""
     conf = pexec(host, "cat", "/etc/lighttpd/lighttpd.conf")
@@ -125,6 +125,11 @@ def lighttpd_variant(host, tag, port, max_procs=None, backends=None, backend_soc
         conf = re.sub(r'"bin-path"(\s*)=> "/usr/bin/chrt --batch 0 /usr/bin/nice -n \d+ ', r'"bin-path"\1=> "', conf)
     if other_policy:  # nice 5 without SCHED_BATCH, as before webpy_app_cpu_policy
         conf = re.sub(r'"bin-path"(\s*)=> "/usr/bin/chrt --batch 0 ', r'"bin-path"\1=> "', conf)
+    if self_rewrite:  # /sta rewritten to itself, as before the blank rewrite target
+        rule = '  "^/sta/" => "",\n'
+        if rule not in conf:
+            raise SystemExit("bench: lighttpd.conf has no blank /sta rewrite to undo")
+        conf = conf.replace(rule, '  "^/sta/(.*)$" => "/sta/$1",\n')
     if bare:  # only what serving files needs (still no access log): what the rest costs /sta
         for block in (r'url\.rewrite-once = \(.*?\n\)\n',  # the app's rewrite
                       r'\$HTTP\["url"\] =~ "[^"]*" \{\n.*?\n\}\n',  # deny rules, status
@@ -207,6 +212,7 @@ def setup_comparisons():
         # Sockets of its own (max_procs): it must not reach the uWSGI processes.
         lighttpd_variant(SINGLE, "bench-flup", 8110, max_procs=PROCS, flup=True)
         lighttpd_variant(SINGLE, "bench-sta-before", 8120, max_procs=1, before_static=True)
+        lighttpd_variant(SINGLE, "bench-sta-self", 8123, max_procs=1, self_rewrite=True)
         lighttpd_variant(SINGLE, "bench-nohdr", 8121, max_procs=1, no_headers=True)
         lighttpd_variant(SINGLE, "bench-bare", 8122, max_procs=1, bare=True)
         lighttpd_variant(SINGLE, "bench-nice0", 8111, max_procs=PROCS, same_priority=True)
@@ -337,6 +343,8 @@ def cases(layouts):
             {"name": "before: io lighttpd+flup single", "layout": "io", "url": single + ":8110/io", "conns": 64},
             {"name": "before: static /sta as configured before (access log, no Cache-Control)", "layout": "sta",
              "url": single + ":8120/sta/style.css"},
+            {"name": "before: static /sta rewritten to itself", "layout": "sta",
+             "url": single + ":8123/sta/style.css"},
             {"name": "proposal: static /sta without security headers", "layout": "sta",
              "url": single + ":8121/sta/style.css"},
             {"name": "static /sta without deny rules, rewrite, status, caching, headers", "layout": "sta",
