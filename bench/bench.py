@@ -92,53 +92,58 @@ def transient(host, unit, argv, props=()):
     pexec(host, "systemctl", "kill", "--signal=SIGKILL", unit, check=False)
     pexec(host, "systemctl", "stop", unit, check=False)
     pexec(host, "systemctl", "reset-failed", unit, check=False)
-    args = ["systemd-run", "--unit", unit, "--collect"]
+    # Inside the test hosts a stopped unit can wait out its stop timeout for
+    # an empty cgroup; a short one keeps a --reuse run from waiting 90 s a unit.
+    args = ["systemd-run", "--unit", unit, "--collect", "-p", "TimeoutStopSec=5"]
     for prop in props:
         args += ["-p", prop]
     pexec(host, *(args + list(argv)))
 
 
-def lighttpd_variant(host, tag, port, max_procs=None, backends=None, backend_socket=None,
+def edit(conf, pattern, replacement, count=0, flags=0):
+    """re.sub that stops the run when the pattern matches nothing: a variant
+    the roles' configuration has outgrown must not pass as measured."""
+    conf, found = re.subn(pattern, replacement, conf, count=count, flags=flags)
+    if not found:
+        raise SystemExit("bench: nothing in lighttpd.conf matches %r" % pattern)
+    return conf
+
+
+def lighttpd_variant(host, tag, port, max_procs=None, backends=None,
                      before_static=False, no_headers=False, flup=False, same_priority=False,
                      bare=False, other_policy=False, self_rewrite=False):
     """Run a second lighttpd from the collection's own lighttpd.conf, changing
     only the port and the process count or the list of app servers."""
     conf = pexec(host, "cat", "/etc/lighttpd/lighttpd.conf")
-    conf = conf.replace('server.systemd-socket-activation = "enable"\n', "")
-    conf = re.sub(r"server\.port\s*=\s*80\n", "server.port = %d\n" % port, conf)
-    conf = conf.replace('"[::]:80"', '"[::]:%d"' % port)
-    conf = conf.replace('"/run/lighttpd.pid"', '"/run/lighttpd-%s.pid"' % tag)
+    conf = edit(conf, r'server\.systemd-socket-activation = "enable"\n', "")
+    conf = edit(conf, r"server\.port\s*=\s*80\n", "server.port = %d\n" % port)
+    conf = conf.replace('"[::]:80"', '"[::]:%d"' % port)  # only on hosts with IPv6
+    conf = edit(conf, r'"/run/lighttpd\.pid"', '"/run/lighttpd-%s.pid"' % tag)
     if max_procs is not None:
-        conf = re.sub(r'"max-procs"\s*=> \d+', '"max-procs" => %d' % max_procs, conf)
-        conf = conf.replace("/app.sock", "/%s.sock" % tag)
+        conf = edit(conf, r'"max-procs"\s*=> \d+', '"max-procs" => %d' % max_procs)
+        conf = edit(conf, r"/app\.sock", "/%s.sock" % tag)
     if backends is not None:
-        conf = re.sub(r'\n\s*"(lightweb-bench-app\d)" => \(.*?\n\s*\),',
-                      lambda m: m.group(0) if m.group(1) in backends else "", conf, flags=re.S)
-    if backend_socket is not None:  # an app server that lighttpd does not spawn
-        conf = re.sub(r'"webpy" => \(.*?\n    \),', '"webpy" => (\n      "socket" => "%s",\n'
-                      '      "check-local" => "disable",\n    ),' % backend_socket, conf, flags=re.S)
+        conf = edit(conf, r'\n\s*"(lightweb-bench-app\d)" => \(.*?\n\s*\),',
+                    lambda m: m.group(0) if m.group(1) in backends else "", flags=re.S)
     if before_static:  # /sta as configured before: logged, no Cache-Control, no compression
-        conf = re.sub(r'\n\$HTTP\["url"\] =\^ "/sta/" \{.*?\n\}\n', "\n", conf, count=1, flags=re.S)
+        conf = edit(conf, r'\n\$HTTP\["url"\] =\^ "/sta/" \{.*?\n\}\n', "\n", count=1, flags=re.S)
     if no_headers:
-        conf = re.sub(r"\nsetenv\.set-response-header = \(.*?\n\)\n", "\n", conf, count=1, flags=re.S)
+        conf = edit(conf, r"\nsetenv\.set-response-header = \(.*?\n\)\n", "\n", count=1, flags=re.S)
     if same_priority:  # the app at lighttpd's priority and policy, as before webpy_app_nice
-        conf = re.sub(r'"bin-path"(\s*)=> "/usr/bin/chrt --batch 0 /usr/bin/nice -n \d+ ', r'"bin-path"\1=> "', conf)
+        conf = edit(conf, r'"bin-path"(\s*)=> "/usr/bin/chrt --batch 0 /usr/bin/nice -n \d+ ', r'"bin-path"\1=> "')
     if other_policy:  # nice 5 without SCHED_BATCH, as before webpy_app_cpu_policy
-        conf = re.sub(r'"bin-path"(\s*)=> "/usr/bin/chrt --batch 0 ', r'"bin-path"\1=> "', conf)
+        conf = edit(conf, r'"bin-path"(\s*)=> "/usr/bin/chrt --batch 0 ', r'"bin-path"\1=> "')
     if self_rewrite:  # /sta rewritten to itself, as before the blank rewrite target
-        rule = '  "^/sta/" => "",\n'
-        if rule not in conf:
-            raise SystemExit("bench: lighttpd.conf has no blank /sta rewrite to undo")
-        conf = conf.replace(rule, '  "^/sta/(.*)$" => "/sta/$1",\n')
+        conf = edit(conf, r'\n  "\^/sta/" => "",\n', '\n  "^/sta/(.*)$" => "/sta/$1",\n')
     if bare:  # only what serving files needs (still no access log): what the rest costs /sta
         for block in (r'url\.rewrite-once = \(.*?\n\)\n',  # the app's rewrite
                       r'\$HTTP\["url"\] =~ "[^"]*" \{\n.*?\n\}\n',  # deny rules, status
                       r'\n  (expire|deflate)\.[^\n]*',  # caching, compression
                       r'setenv\.set-response-header = \(.*?\n\)\n'):  # security headers
-            conf = re.sub(block, "", conf, flags=re.S)
+            conf = edit(conf, block, "", flags=re.S)
     if flup:  # the app under flup, the FastCGI server before uWSGI became the default
-        conf = re.sub(r'"bin-path"\s*=> "[^"]*"', '"bin-path" => "%s"' % FLUP_COMMAND, conf)
-        conf = re.sub(r'"kill-signal"\s*=> \d+', '"kill-signal" => 15', conf)
+        conf = edit(conf, r'"bin-path"\s*=> "[^"]*"', '"bin-path" => "%s"' % FLUP_COMMAND)
+        conf = edit(conf, r'"kill-signal"\s*=> \d+', '"kill-signal" => 15')
     path = "/etc/lighttpd/%s.conf" % tag
     write_file(host, path, conf)
     pexec(host, "lighttpd", "-tt", "-f", path)
@@ -254,6 +259,13 @@ SERVERS = {
     "flup": {"app": ("flup", [SINGLE])},
     "nice0": {"lighttpd": ("lighttpd:bench-nice0", [SINGLE]), "app": ("fcgi:bench-nice0", [SINGLE])},
     "other": {"lighttpd": ("lighttpd:bench-other", [SINGLE]), "app": ("fcgi:bench-other", [SINGLE])},
+    # Static files: lighttpd alone, each variant its own process.
+    "sta": {"lighttpd": ("lighttpd", [SINGLE])},
+    "stock": {"lighttpd": ("lighttpd:stock", [SINGLE])},
+    "sta-before": {"lighttpd": ("lighttpd:bench-sta-before", [SINGLE])},
+    "sta-self": {"lighttpd": ("lighttpd:bench-sta-self", [SINGLE])},
+    "sta-nohdr": {"lighttpd": ("lighttpd:bench-nohdr", [SINGLE])},
+    "sta-bare": {"lighttpd": ("lighttpd:bench-bare", [SINGLE])},
 }
 
 
@@ -341,19 +353,23 @@ def cases(layouts):
         all_cases += [
             {"name": "before: hello lighttpd+flup single", "layout": "flup", "url": single + ":8110/hello"},
             {"name": "before: io lighttpd+flup single", "layout": "io", "url": single + ":8110/io", "conns": 64},
-            {"name": "before: static /sta as configured before (access log, no Cache-Control)", "layout": "sta",
+            {"name": "before: static /sta as configured before (access log, no Cache-Control)", "layout": "sta-before",
              "url": single + ":8120/sta/style.css"},
-            {"name": "before: static /sta rewritten to itself", "layout": "sta",
+            {"name": "before: static /sta rewritten to itself", "layout": "sta-self",
              "url": single + ":8123/sta/style.css"},
-            {"name": "proposal: static /sta without security headers", "layout": "sta",
+            {"name": "proposal: static /sta without security headers", "layout": "sta-nohdr",
              "url": single + ":8121/sta/style.css"},
-            {"name": "static /sta without deny rules, rewrite, status, caching, headers", "layout": "sta",
+            {"name": "static /sta without deny rules, rewrite, status, caching, headers", "layout": "sta-bare",
              "url": single + ":8122/sta/style.css"},
             {"name": "before: hello uWSGI at nice 0, SCHED_OTHER", "layout": "nice0",
              "url": single + ":8111/hello"},
             {"name": "before: hello uWSGI at nice 5, SCHED_OTHER", "layout": "other",
              "url": single + ":8112/hello"},
         ]
+    # Each route's rows run one after the other, so what a row is compared
+    # with ran within the same minute.
+    order = {"hello": 0, "static": 1, "io": 2}
+    all_cases.sort(key=lambda c: order[c["name"].split(": ")[-1].split()[0]])
     chosen = [c for c in all_cases if not layouts or any(word in c["name"] for word in layouts)]
     for case in chosen:
         case.setdefault("conns", 32)
@@ -385,7 +401,7 @@ def summarize(chosen, results):
         entry = {"url": case["url"], "conns": case["conns"], "rps": median_of(rows, "rps"),
                  "p99_ms": median_of(rows, "p99_ms"),
                  "errors": sum(r["non_2xx"] + r["socket_errors"] for r in rows),
-                 "runs": [{"rps": r["rps"], "p99_ms": r["p99_ms"]} for r in rows]}
+                 "runs": [{key: r[key] for key in ("rps", "p99_ms", "cpu_us_per_req") if key in r} for r in rows]}
         if rows and "cpu_us_per_req" in rows[0]:
             entry["cpu_us_per_req"] = {label: statistics.median(r["cpu_us_per_req"][label] for r in rows)
                                        for label in rows[0]["cpu_us_per_req"]}
