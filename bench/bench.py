@@ -167,6 +167,17 @@ def stock_lighttpd():
           "cp -p /srv/lightweb/htdocs/sta/style.css /srv/bench-stock/style.css")
     write_file(SINGLE, "/etc/lighttpd/stock.conf", conf)
     transient(SINGLE, "bench-lighttpd-stock", ["/usr/sbin/lighttpd", "-D", "-f", "/etc/lighttpd/stock.conf"])
+    if PROPOSALS:
+        # The same, loading the modules the collection's front-end loads for
+        # the app, none of them configured: what loading them costs a file.
+        conf = edit(conf, r"server\.port = 8090\n", "server.port = 8091\n")
+        conf = edit(conf, r'"/run/lighttpd-stock\.pid"', '"/run/lighttpd-stock-mods.pid"')
+        conf += ('server.modules += ( "mod_setenv", "mod_expire", "mod_deflate", "mod_rewrite",'
+                 ' "mod_status", "mod_fastcgi", "mod_accesslog" )\n')
+        write_file(SINGLE, "/etc/lighttpd/stock-mods.conf", conf)
+        pexec(SINGLE, "lighttpd", "-tt", "-f", "/etc/lighttpd/stock-mods.conf")
+        transient(SINGLE, "bench-lighttpd-stock-mods",
+                  ["/usr/sbin/lighttpd", "-D", "-f", "/etc/lighttpd/stock-mods.conf"])
 
 
 NGINX_SITE = """\
@@ -266,6 +277,7 @@ SERVERS = {
     "sta-self": {"lighttpd": ("lighttpd:bench-sta-self", [SINGLE])},
     "sta-nohdr": {"lighttpd": ("lighttpd:bench-nohdr", [SINGLE])},
     "sta-bare": {"lighttpd": ("lighttpd:bench-bare", [SINGLE])},
+    "stock-mods": {"lighttpd": ("lighttpd:stock-mods", [SINGLE])},
 }
 
 
@@ -361,6 +373,8 @@ def cases(layouts):
              "url": single + ":8121/sta/style.css"},
             {"name": "static /sta without deny rules, rewrite, status, caching, headers", "layout": "sta-bare",
              "url": single + ":8122/sta/style.css"},
+            {"name": "static stock lighttpd loading the collection's modules", "layout": "stock-mods",
+             "url": single + ":8091/style.css"},
             {"name": "before: hello uWSGI at nice 0, SCHED_OTHER", "layout": "nice0",
              "url": single + ":8111/hello"},
             {"name": "before: hello uWSGI at nice 5, SCHED_OTHER", "layout": "other",
