@@ -277,11 +277,14 @@ def podman(*args, check=True, timeout=120):
 
 @contextlib.contextmanager
 def new_host_like(name, like):
-    """A test host never provisioned, of the image of the scenario host
-    `like`, for as long as the block runs."""
+    """A test host never provisioned, of the image and with the added
+    capabilities (an app server's nftables) of the scenario host `like`,
+    for as long as the block runs."""
     image = podman("inspect", "--format", "{{.ImageName}}", like).stdout.strip()
+    caps = podman("inspect", "--format", "{{range .HostConfig.CapAdd}}{{.}} {{end}}", like).stdout.split()
     podman("rm", "-f", "-t", "0", name, check=False)
     podman("run", "-d", "--runtime=runc", "--name", name, "--hostname", name, "--systemd=always",
+           *("--cap-add=%s" % cap for cap in caps),
            "--ulimit", "nofile=8192:8192", "--ulimit", "nproc=4096:4096", image, "/sbin/init")
     try:
         # Until its boot is over: first-boot units (ldconfig, systemd-update-done)

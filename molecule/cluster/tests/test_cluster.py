@@ -1,13 +1,14 @@
 """The farm: lighttpd front-ends spreading requests over web.py app servers."""
 
 import copy
+import re
 import socket
 import time
 
 import pytest
 from lightweb_testlib import (
-    EXAMPLE_APP, SCHED_BATCH, boot_ordering_cycles, exported_inventory, fcgi_processes, http, node,
-    run_playbook_with_inventory, serving_hosts, tcp_connects, under_load, wait_for,
+    EXAMPLE_APP, SCHED_BATCH, boot_ordering_cycles, exported_inventory, fcgi_processes, http, new_host_like, node,
+    podman, recap_changed, run_playbook_with_inventory, serving_hosts, tcp_connects, under_load, wait_for,
 )
 
 FRONTEND_IPS = {"lightweb-fe1": "10.89.42.11", "lightweb-fe2": "10.89.42.12"}
@@ -159,6 +160,39 @@ def test_app_server_restarts_after_a_crash():
     else:
         pytest.fail("the app server did not come back after a crash")
     assert "lightweb-app3" in serving_hosts(FRONTENDS["lightweb-fe2"], 30)
+
+
+def _printed_under(stdout, header):
+    """The lines a run printed under a task or handler header, up to the
+    blank line that ends them."""
+    found = re.search(r"^%s \**\n(.*?)^$" % re.escape(header), stdout, re.MULTILINE | re.DOTALL)
+    assert found, header + "\n" + stdout[-3000:]
+    return found.group(1)
+
+
+def test_a_new_app_server_starts_its_app_once_and_checks_its_health(tmp_path):
+    # Its units are new: the handlers leave them to "Enable and start",
+    # which starts each of them once, with what was deployed; the app must
+    # then answer its health check, as after a restart.
+    name = "lightweb-new-app"
+    inventory = exported_inventory()
+    appservers = inventory["all"]["children"]["appservers"]["hosts"]
+    appservers[name] = dict(copy.deepcopy(appservers["lightweb-app1"]), lightweb_address="10.89.42.43")
+    with new_host_like(name, "lightweb-app1"):
+        result = run_playbook_with_inventory(inventory, name, "playbooks/site.yml", tmp_path)
+        assert recap_changed(result, name) > 10
+        for handler in ("Apply the FastCGI port filter", "Forget the app's failed starts",
+                        "Restart the app's FastCGI server"):
+            printed = _printed_under(result.stdout, "RUNNING HANDLER [lightweb.webpy.webpy_app : %s]" % handler)
+            assert "skipping: [%s]" % name in printed and "changed" not in printed, (handler, printed)
+        started = _printed_under(result.stdout, "TASK [lightweb.webpy.webpy_app : service | Enable and start the "
+                                                "filter, socket and app]")
+        assert started.count("changed: [%s]" % name) == 3, started
+        checked = _printed_under(result.stdout, "TASK [lightweb.webpy.webpy_app : health_check | Ask the app for "
+                                                "its health path over FastCGI]")
+        assert "ok: [%s]" % name in checked, checked
+        journal = podman("exec", name, "journalctl", "--no-pager", "-o", "cat", "-u", UNIT + ".service").stdout
+        assert len(re.findall(r"^Started ", journal, re.MULTILINE)) == 1, journal[-2000:]
 
 
 def _without(inventory, group, name):
