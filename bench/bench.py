@@ -11,9 +11,12 @@ import argparse
 import json
 import os
 import re
+import resource
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import hosts
@@ -39,13 +42,37 @@ def log(message):
 
 # --- provisioning -----------------------------------------------------------
 
-def playbook(name, limit, env=None):
-    """Run a playbook; return wall seconds and the summed PLAY RECAP."""
+def machine_cpu():
+    """Busy and stolen CPU seconds of the whole machine so far (/proc/stat)."""
+    with open("/proc/stat", encoding="ascii") as handle:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = [int(v) for v in handle.readline().split()[1:9]]
+    hertz = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq) / hertz, steal / hertz
+
+
+def playbook(name, limit, env=None, timing=False):
+    """Run a playbook; return wall seconds, the summed PLAY RECAP and CPU
+    seconds: of ansible-playbook and its processes (the controller), of the
+    whole machine, which runs the hosts too, and of each host. With timing, also each
+    play's and each task's wall time (callback_plugins/bench_timing.py)."""
+    env = dict(os.environ, **(env or {}))
+    cpu_files = hosts.cpu_files()
+    if timing:
+        timing_file = os.path.join(HERE, "results", ".timing-%d.json" % os.getpid())
+        env.update(ANSIBLE_CALLBACK_PLUGINS=os.path.join(HERE, "callback_plugins"),
+                   ANSIBLE_CALLBACKS_ENABLED="bench_timing", LIGHTWEB_BENCH_TIMING=timing_file,
+                   LIGHTWEB_BENCH_CPU_FILES=json.dumps(cpu_files))
+    hosts_before = {name: hosts.read_cpu(path) for name, path in cpu_files.items()}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    busy_before, steal_before = machine_cpu()
     started = time.monotonic()
     proc = subprocess.run(
         ["ansible-playbook", "-i", os.path.join(HERE, "inventory.yml"), name, "--limit", limit],
-        capture_output=True, text=True, cwd=REPO, check=False, env=dict(os.environ, **(env or {})))
+        capture_output=True, text=True, cwd=REPO, check=False, env=env)
     seconds = time.monotonic() - started
+    busy, steal = machine_cpu()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    hosts_after = {name: hosts.read_cpu(path) for name, path in cpu_files.items()}
     if proc.returncode != 0:
         raise RuntimeError("%s failed:\n%s" % (name, proc.stdout[-3000:]))
     recap = {"ok": 0, "changed": 0}
@@ -53,7 +80,15 @@ def playbook(name, limit, env=None):
         for key in recap:
             found = re.search(r"\b%s=(\d+)" % key, line)
             recap[key] += int(found.group(1)) if found else 0
-    return {"seconds": round(seconds, 1), **recap}
+    out = {"seconds": round(seconds, 1), **recap,
+           "controller_cpu": round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 1),
+           "machine_cpu": round(busy - busy_before, 1), "steal": round(steal - steal_before, 1),
+           "hosts_cpu": {name: round(hosts_after[name] - hosts_before[name], 2) for name in cpu_files}}
+    if timing:
+        with open(timing_file, encoding="utf-8") as handle:
+            out["timing"] = json.load(handle)
+        os.unlink(timing_file)
+    return out
 
 
 # The same hosts over `podman exec` instead of SSH (bench/inventory.yml):
@@ -61,14 +96,36 @@ def playbook(name, limit, env=None):
 OVER_PODMAN = {"LIGHTWEB_BENCH_CONNECTION": "podman"}
 
 
+# SSH connections kept open by Ansible (ControlPersist) must not outlive
+# the hosts they reach: each set of new hosts gets a control directory of
+# its own.
+SSH_CONTROL_DIRS = tempfile.mkdtemp(prefix="lightweb-bench-ssh-")
+
+
+def new_hosts():
+    """The test hosts, created anew: a fresh converge starts from the image."""
+    os.environ["ANSIBLE_SSH_CONTROL_PATH_DIR"] = tempfile.mkdtemp(dir=SSH_CONTROL_DIRS)
+    hosts.destroy()
+    hosts.create()
+    with open(os.path.join(HERE, ".ssh", "id_ed25519.pub"), encoding="utf-8") as handle:
+        hosts.enable_ssh(handle.read())
+
+
 def provision(runs):
     site = os.path.join(REPO, "playbooks", "site.yml")
     ping = os.path.join(HERE, "ping.yml")
-    out = {}
-    log("fresh converge, 1 host (single-host layout)")
-    out["fresh_1_host"] = playbook(site, SINGLE)
-    log("fresh converge, 5 hosts (2 front-ends, 3 app servers)")
-    out["fresh_5_hosts"] = playbook(site, "farm")
+    out = {"fresh_1_host": [], "fresh_5_hosts": []}
+    # The two fresh converges of a round run one after the other on hosts
+    # just made: the machine's speed drifts over minutes, so each round's
+    # ratio is taken between converges that ran within two minutes.
+    for attempt in range(runs):
+        if attempt:
+            log("new test hosts for round %d" % (attempt + 1))
+            new_hosts()
+        log("fresh converge, 1 host (single-host layout), round %d" % (attempt + 1))
+        out["fresh_1_host"].append(playbook(site, SINGLE, timing=True))
+        log("fresh converge, 5 hosts (2 front-ends, 3 app servers), round %d" % (attempt + 1))
+        out["fresh_5_hosts"].append(playbook(site, "farm", timing=True))
     out["noop_site"], out["one_task"] = [], []
     for attempt in range(runs):  # interleaved, like the load runs
         log("no-op re-run of site.yml and the one-task playbook, run %d" % (attempt + 1))
@@ -480,10 +537,7 @@ def main():
     try:
         if not args.reuse:
             log("creating the test hosts")
-            hosts.destroy()
-            hosts.create()
-            with open(os.path.join(HERE, ".ssh", "id_ed25519.pub"), encoding="utf-8") as handle:
-                hosts.enable_ssh(handle.read())
+            new_hosts()
             report["provisioning"] = provision(args.runs)
         setup_comparisons()
         report["machine"]["versions"].update(host_versions())
@@ -499,6 +553,7 @@ def main():
         if not args.keep:
             log("removing the test hosts")
             hosts.destroy()
+        shutil.rmtree(SSH_CONTROL_DIRS, ignore_errors=True)
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     base = os.path.join(HERE, "results", stamp)
     with open(base + ".json", "w", encoding="utf-8") as handle:

@@ -38,6 +38,34 @@ def pexec(host, *argv, input_text=None, check=True, timeout=600):
                check=check, timeout=timeout)
 
 
+def cpu_files():
+    """The file in each running test host's cgroup that counts its CPU time:
+    cpuacct.usage (cgroup v1, nanoseconds) or cpu.stat (v2, usage_usec on
+    its first line). Hosts not running are left out."""
+    out = {}
+    for name in HOSTS:
+        pid = subprocess.run(["podman", "inspect", "-f", "{{.State.Pid}}", name], capture_output=True,
+                             text=True, check=False).stdout.strip()
+        if not pid or pid == "0":
+            continue
+        with open("/proc/%s/cgroup" % pid, encoding="ascii") as handle:
+            groups = dict(line.rstrip("\n").split(":", 2)[1:] for line in handle)
+        for controller in ("cpuacct", "cpu,cpuacct"):
+            if controller in groups:
+                out[name] = "/sys/fs/cgroup/%s%s/cpuacct.usage" % (controller, groups[controller])
+                break
+        else:
+            out[name] = "/sys/fs/cgroup%s/cpu.stat" % groups[""]
+    return out
+
+
+def read_cpu(path):
+    """CPU seconds from a file of cpu_files()."""
+    with open(path, encoding="ascii") as handle:
+        first = handle.readline().split()
+    return int(first[-1]) / (1e6 if path.endswith("cpu.stat") else 1e9)
+
+
 def create():
     if subprocess.run(["podman", "network", "exists", NETWORK], check=False).returncode:
         run(["podman", "network", "create", "--subnet", SUBNET, NETWORK])

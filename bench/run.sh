@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The benchmark of BENCHMARKS.md in one command, as root on the test machine:
-#   ./bench/run.sh            full run (about 25 minutes)
+#   ./bench/run.sh            full run (about 20 minutes)
 #   ./bench/run.sh --quick    1 short run per layout, a smoke test
 #   ./bench/run.sh --keep     leave the lightweb-bench-* hosts running
 #   ./bench/run.sh --no-load  provisioning, memory at rest and the floor only
