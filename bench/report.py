@@ -18,6 +18,12 @@ def mib(kb_list):
     return sum(kb_list) / 1024
 
 
+def as_list(runs):
+    """A provisioning entry as a list of runs: the no-op re-runs always were,
+    fresh converges are since they run in rounds, runs over podman are one."""
+    return runs if isinstance(runs, list) else [runs]
+
+
 def target_row(name, measured, target, met):
     return "| %s | %s | %s | %s |" % (name, measured, target, "met" if met else "**missed**")
 
@@ -66,9 +72,7 @@ def ratios(report):
         rows.append(target_row("no-op re-run of site.yml / one-task playbook (5 hosts)",
                                "%.1f / %.1f s = %.1fx (changed=%d)" % (noop, one, noop / one, changed),
                                "<= 3x, zero changes", noop / one <= 3 and changed == 0))
-        # Runs before rounds of fresh converges have one of each.
-        ones, fives = (rows if isinstance(rows, list) else [rows]
-                       for rows in (prov["fresh_1_host"], prov["fresh_5_hosts"]))
+        ones, fives = as_list(prov["fresh_1_host"]), as_list(prov["fresh_5_hosts"])
         per_round = sorted(five["seconds"] / one["seconds"] for one, five in zip(ones, fives))
         ratio = statistics.median(per_round)
         # The machine's CPU seconds of each converge, where kept: on 2 cores
@@ -151,11 +155,11 @@ def markdown(report):
             rows = prov.get(key)
             if rows is None:
                 continue
-            rows = rows if isinstance(rows, list) else [rows]
+            rows = as_list(rows)
             out.append("| %s | %s | %s | %s |" % (label, " ".join("%.1f" % r["seconds"] for r in rows),
                                                   " ".join(str(r["changed"]) for r in rows), cpu(rows)))
         plays = [(key, number, run, play) for key in ("fresh_1_host", "fresh_5_hosts")
-                 for number, run in enumerate(prov[key] if isinstance(prov[key], list) else [prov[key]], 1)
+                 for number, run in enumerate(as_list(prov[key]), 1)
                  for play in run.get("timing", {}).get("plays", [])]
         if plays:
             out += ["", "Fresh converges play by play (wall seconds; the plays run one after the other):", "",
