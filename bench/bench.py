@@ -50,7 +50,7 @@ def machine_cpu():
     return (user + nice + system + irq + softirq) / hertz, steal / hertz
 
 
-def playbook(name, limit, env=None, timing=False):
+def playbook(name, limit, env=None, timing=False, extra=()):
     """Run a playbook; return wall seconds, the summed PLAY RECAP and CPU
     seconds: of ansible-playbook and its processes (the controller), of the
     whole machine, which runs the hosts too, and of each host. With timing, also each
@@ -67,7 +67,7 @@ def playbook(name, limit, env=None, timing=False):
     busy_before, steal_before = machine_cpu()
     started = time.monotonic()
     proc = subprocess.run(
-        ["ansible-playbook", "-i", os.path.join(HERE, "inventory.yml"), name, "--limit", limit],
+        ["ansible-playbook", "-i", os.path.join(HERE, "inventory.yml"), name, "--limit", limit, *extra],
         capture_output=True, text=True, cwd=REPO, check=False, env=env)
     seconds = time.monotonic() - started
     busy, steal = machine_cpu()
@@ -111,6 +111,25 @@ def new_hosts():
         hosts.enable_ssh(handle.read())
 
 
+# A release of an app of some size: the bench app with this many more
+# modules and as many more static files, 2 KiB each.
+MORE_FILES = 100
+
+
+def larger_release():
+    """A copy of the bench app with MORE_FILES more modules and static files."""
+    path = os.path.join(tempfile.mkdtemp(prefix="lightweb-bench-app-"), "app")
+    shutil.copytree(os.path.join(HERE, "app"), path)
+    os.makedirs(os.path.join(path, "lib"))
+    os.makedirs(os.path.join(path, "sta", "more"))
+    for number in range(MORE_FILES):
+        with open(os.path.join(path, "lib", "module_%03d.py" % number), "w", encoding="utf-8") as handle:
+            handle.write("# module %d\n" % number + "VALUE = %r\n" % ("x" * 2000))
+        with open(os.path.join(path, "sta", "more", "asset_%03d.css" % number), "w", encoding="utf-8") as handle:
+            handle.write("/* asset %d */\n" % number + ".a%d { color: #123456; }\n" % number * 80)
+    return path
+
+
 def provision(runs):
     site = os.path.join(REPO, "playbooks", "site.yml")
     ping = os.path.join(HERE, "ping.yml")
@@ -134,6 +153,13 @@ def provision(runs):
     log("the same over the podman connection (no pipelining), once")
     out["noop_site_podman"] = playbook(site, "farm", env=OVER_PODMAN)
     out["one_task_podman"] = playbook(ping, "farm", env=OVER_PODMAN)
+    # Last: the farm then runs this release (the same routes).
+    log("a release with %d more modules and %d more static files, to the farm" % (MORE_FILES, MORE_FILES))
+    source = larger_release()
+    try:
+        out["larger_release"] = playbook(site, "farm", timing=True, extra=["-e", "webpy_app_source_dir=" + source])
+    finally:
+        shutil.rmtree(os.path.dirname(source))
     return out
 
 

@@ -151,7 +151,8 @@ def markdown(report):
                            ("fresh converge, 5 hosts (2 front-ends + 3 app servers)", "fresh_5_hosts"),
                            ("no-op re-run of site.yml, 5 hosts", "noop_site"), ("one-task playbook, 5 hosts", "one_task"),
                            ("no-op re-run of site.yml, 5 hosts, podman connection", "noop_site_podman"),
-                           ("one-task playbook, 5 hosts, podman connection", "one_task_podman")):
+                           ("one-task playbook, 5 hosts, podman connection", "one_task_podman"),
+                           ("a release with 100 more modules and 100 more static files, 5 hosts", "larger_release")):
             rows = prov.get(key)
             if rows is None:
                 continue

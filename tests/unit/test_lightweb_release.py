@@ -7,6 +7,7 @@ import pwd
 import socket
 import struct
 import sys
+import tarfile
 import threading
 import time
 from pathlib import Path
@@ -47,6 +48,59 @@ def test_manifest_lists_what_a_copy_of_the_tree_puts_on_a_host(tmp_path):
         "files": [["css/site.css", hashlib.sha1(b"body{}\n").hexdigest()],
                   ["logo.png", hashlib.sha1(b"\x89PNG\0").hexdigest()]],
     }
+
+
+def make_tree(root):
+    (root / "css").mkdir(parents=True)
+    (root / "css" / "site.css").write_bytes(b"body{}\n")
+    (root / "run.sh").write_bytes(b"#!/bin/sh\n")
+    (root / "run.sh").chmod(0o700)
+    os.symlink("css", root / "styles")  # followed, as a copy follows it
+    os.symlink("..", root / "css" / "up")  # a loop: not followed
+    return root
+
+
+def test_pack_archives_what_a_copy_of_the_tree_puts_on_a_host(tmp_path):
+    source = make_tree(tmp_path / "src")
+    result = lightweb_release.pack(str(source), str(tmp_path / "cache"))
+    assert result["changed"]
+    with tarfile.open(result["archive"]) as tar:
+        members = {m.name: (m.type, m.mode, m.uid, m.gid, m.uname, m.gname) for m in tar.getmembers()}
+        assert tar.extractfile("styles/site.css").read() == b"body{}\n"
+    assert members == {
+        "css": (tarfile.DIRTYPE, 0o755, 0, 0, "root", "root"),
+        "css/site.css": (tarfile.REGTYPE, 0o644, 0, 0, "root", "root"),
+        "run.sh": (tarfile.REGTYPE, 0o644, 0, 0, "root", "root"),
+        "styles": (tarfile.DIRTYPE, 0o755, 0, 0, "root", "root"),
+        "styles/site.css": (tarfile.REGTYPE, 0o644, 0, 0, "root", "root"),
+    }
+    # The manifest of the same tree lists the same entries.
+    listed = lightweb_release.manifest(str(source))
+    assert sorted(listed["dirs"] + [path for path, _sha1 in listed["files"]]) == sorted(members)
+
+
+def test_pack_names_archives_by_content_and_reuses_them(tmp_path):
+    source, cache = make_tree(tmp_path / "src"), tmp_path / "cache"
+    first = lightweb_release.pack(str(source), str(cache))
+    again = lightweb_release.pack(str(source), str(cache))
+    assert again == dict(first, changed=False)
+    (source / "css" / "site.css").write_bytes(b"body{margin:0}\n")
+    other = lightweb_release.pack(str(source), str(cache))
+    assert other["changed"] and other["archive"] != first["archive"]
+    # Archives unused for a day go when another is made; the others stay.
+    os.utime(first["archive"], (time.time() - 2 * 86400,) * 2)
+    (source / "new.txt").write_bytes(b"new\n")
+    newest = lightweb_release.pack(str(source), str(cache))
+    assert sorted(os.listdir(cache)) == sorted(os.path.basename(r["archive"]) for r in (other, newest))
+
+
+def test_pack_only_named_entries_and_refuses_unknown_ones(tmp_path):
+    source = make_tree(tmp_path / "src")
+    result = lightweb_release.pack(str(source), str(tmp_path / "cache"), ["css", "run.sh"])
+    with tarfile.open(result["archive"]) as tar:
+        assert tar.getnames() == ["css", "run.sh"]
+    with pytest.raises(SystemExit, match="not under .*: nope"):
+        lightweb_release.pack(str(source), str(tmp_path / "cache"), ["css", "nope"])
 
 
 def test_switch_is_atomic_and_going_back_undoes_the_last_switch(tmp_path):

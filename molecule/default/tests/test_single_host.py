@@ -1,6 +1,7 @@
 """The single-host stack: lighttpd serves /sta and spawns web.py over FastCGI."""
 
 import gzip
+import hashlib
 import json
 import time
 
@@ -18,6 +19,8 @@ REQUEST_LOG = "/var/log/webpy-example/requests.log"
 CONFIG = "/etc/lighttpd/lighttpd.conf"
 # webpy_app_server in molecule.yml: Debian 12 runs the default.
 SERVER = {"lightweb-single-debian12": "uwsgi", "lightweb-single-debian13": "flup"}
+# webpy_app_pip_mode in molecule.yml.
+PIP_MODE = {"lightweb-single-debian12": "wheels", "lightweb-single-debian13": "index"}
 
 
 @pytest.fixture(name="addr")
@@ -197,6 +200,48 @@ def test_app_account_cannot_log_in_or_change_its_code(host):
         assert host.file(path).exists, path
         result = host.run("setpriv --reuid=%s --regid=%s --clear-groups test -w %s", APP_USER, APP_USER, path)
         assert result.rc != 0, "%s is writable by %s" % (path, APP_USER)
+
+
+def _tree_on_host(host, path, skip=None):
+    """{relative path: "OWNER:GROUP MODE TYPE [SHA256]"} of what is under
+    path, but skip (a relative path)."""
+    prune = "-path ./%s -prune -o" % skip if skip else "-false -o"
+    tree = {}
+    for line in host.check_output("cd %s && find . -mindepth 1 " + prune + " -printf '%%P %%u:%%g %%m %%y\\n'",
+                                  path).splitlines():
+        relative, attributes = line.split(" ", 1)
+        tree[relative] = attributes
+    for line in host.check_output("cd %s && find . " + prune + " -type f -exec sha256sum {} +", path).splitlines():
+        checksum, relative = line.split(None, 1)
+        tree[relative[2:]] += " " + checksum
+    return tree
+
+
+def _tree_here(root):
+    tree = {}
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root).as_posix()
+        tree[relative] = ("root:root 755 d" if path.is_dir()
+                          else "root:root 644 f " + hashlib.sha256(path.read_bytes()).hexdigest())
+    return tree
+
+
+def test_the_code_wheels_and_static_tree_arrive_whole_and_owned_by_root(host):
+    # Each goes to the host as one archive: every file arrives with its
+    # content, readable by all and writable by root alone (executable by
+    # no one), and nothing of the unpacking stays behind.
+    release = host.check_output("readlink -f /srv/webpy/current")
+    code = _tree_on_host(host, release, skip="venv")
+    assert code.pop(".lightweb-release").startswith("root:root 644 f ")
+    assert code == _tree_here(EXAMPLE_APP)
+    assert _tree_on_host(host, DOCROOT + "/sta") == _tree_here(EXAMPLE_APP / "sta")
+    if PIP_MODE[host.backend.get_hostname()] == "index":
+        assert not host.file("/srv/webpy/wheels").exists
+        return
+    wheels = _tree_on_host(host, "/srv/webpy/wheels")
+    assert any(name.startswith("web_py-0.76-") for name in wheels), wheels
+    assert {name.endswith(".whl") and attributes.startswith("root:root 644 f ")
+            for name, attributes in wheels.items()} == {True}, wheels
 
 
 def test_debug_mode_is_off(addr):

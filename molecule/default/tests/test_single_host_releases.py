@@ -15,6 +15,7 @@ testinfra_hosts = ["ansible://" + NAME]
 LOCAL_URL = "http://127.0.0.1/api/info"
 BROKEN = "\nraise ImportError('this release cannot start')\n"
 STYLE = "sta/style.css"
+STATIC = "/srv/lightweb/htdocs/sta"
 STYLE_V1 = (EXAMPLE_APP / STYLE).read_bytes()
 STYLE_V2 = STYLE_V1 + b"\n/* release 2 */\n"
 
@@ -55,6 +56,8 @@ def assert_stylesheet_served(host, expected):
 
 def test_deploy_switches_to_the_new_release_without_failing_a_request(host, sources):
     before = release_status(host)
+    static_files = "stat -c '%%n %%i %%Y' %s/*" % STATIC
+    static_before = host.check_output(static_files).splitlines()
     with load_from(NAME, LOCAL_URL, label="single host, deploy v2") as load:
         result = playbook("deploy", webpy_app_source_dir=str(sources["2"]))
         finished = time.time()
@@ -70,6 +73,16 @@ def test_deploy_switches_to_the_new_release_without_failing_a_request(host, sour
     assert host.file(venv % after["current"]).linked_to == host.file(venv % before["current"]).linked_to
     assert set(versions_served(host)) == {"2"}
     assert_stylesheet_served(host, STYLE_V2)
+    # Only the changed asset was replaced: the others keep their inode and
+    # time (so their ETag and Last-Modified), and nothing of the unpacking
+    # is left beside them.
+    static_after = host.check_output(static_files).splitlines()
+    assert [line for line in static_after if "/logo.png " in line] == \
+        [line for line in static_before if "/logo.png " in line]
+    assert [line.split()[0] for line in static_after] == [STATIC + "/logo.png", STATIC + "/style.css"]
+    assert [line for line in static_after if "/style.css " in line] != \
+        [line for line in static_before if "/style.css " in line]
+    assert host.check_output("find %s -name '.lightweb-unpack*'", STATIC) == ""
 
 
 def test_a_release_that_cannot_start_is_never_switched_in(host, sources):

@@ -9,7 +9,9 @@
 Commands print one JSON object. `digest` runs on the controller and names a
 release after the content of its source tree, so every host and every batch
 of a run agrees on it and an unchanged app is the same release. `manifest`
-also runs there: it lists what a copy of a tree puts on a host.
+also runs there: it lists what a copy of a tree puts on a host. So does
+`pack`: it makes that copy one tar archive, which a host unpacks in one
+step instead of receiving the tree a file at a time.
 """
 
 import argparse
@@ -22,6 +24,8 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
+import time
 
 RELEASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # Files that change without the app changing (bytecode, VCS metadata).
@@ -44,20 +48,92 @@ def digest(source):
     return total.hexdigest()
 
 
+def tree(source):
+    """(relative path, path, is a directory) of everything under source, parents
+    first, in name order. Linked directories are followed, but not into a loop."""
+    for root, dirs, files in os.walk(source, followlinks=True):
+        dirs.sort()
+        above = set()
+        parent = root
+        while True:
+            above.add(os.path.realpath(parent))
+            if os.path.samefile(parent, source) or parent == os.path.dirname(parent):
+                break
+            parent = os.path.dirname(parent)
+        for name in list(dirs):
+            path = os.path.join(root, name)
+            if os.path.realpath(path) in above:
+                dirs.remove(name)  # a link to a directory that holds it
+                continue
+            yield os.path.relpath(path, source).replace(os.sep, "/"), path, True
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            yield os.path.relpath(path, source).replace(os.sep, "/"), path, False
+
+
+def file_digest(path, algorithm):
+    with open(path, "rb") as handle:
+        return hashlib.new(algorithm, handle.read()).hexdigest()
+
+
 def manifest(source):
     """The directories, and [path, SHA-1] of every file, under source and
     relative to it: what a recursive copy of source puts on a host."""
     dirs, files = [], []
-    for root, subdirs, names in os.walk(source):
-        subdirs.sort()
-        for name in subdirs:
-            dirs.append(os.path.relpath(os.path.join(root, name), source).replace(os.sep, "/"))
-        for name in sorted(names):
-            path = os.path.join(root, name)
-            with open(path, "rb") as handle:
-                files.append([os.path.relpath(path, source).replace(os.sep, "/"),
-                              hashlib.sha1(handle.read()).hexdigest()])
+    for relative, path, is_dir in tree(source):
+        if is_dir:
+            dirs.append(relative)
+        else:
+            files.append([relative, file_digest(path, "sha1")])
     return {"dirs": sorted(dirs), "files": sorted(files)}
+
+
+# Archives not used for this long are removed when another is made.
+PACK_UNUSED_SECONDS = 86400
+
+
+def pack(source, cache, only=None):
+    """A tar archive of what a copy of source puts on a host: every directory
+    and file under it (or the entries named in only), owned by root,
+    directories 0755 and files 0644. It is named after that content and kept
+    in cache, so the hosts of a run, and later runs, share one archive."""
+    entries = list(tree(source))
+    if only is not None:
+        wanted = set(only)
+        entries = [entry for entry in entries if entry[0] in wanted]
+        missing = wanted - {entry[0] for entry in entries}
+        if missing:
+            raise SystemExit("not under %s: %s" % (source, ", ".join(sorted(missing))))
+    name = hashlib.sha256()
+    for relative, path, is_dir in entries:
+        name.update(relative.encode() + b"\0" + (b"/" if is_dir else file_digest(path, "sha256").encode()) + b"\0")
+    os.makedirs(cache, exist_ok=True)
+    archive = os.path.join(cache, name.hexdigest()[:32] + ".tar")
+    made = not os.path.exists(archive)
+    if made:
+        tmp = "%s.tmp.%d" % (archive, os.getpid())
+        with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT, dereference=True) as tar:
+            for relative, path, is_dir in entries:
+                info = tar.gettarinfo(path, arcname=relative)
+                info.uid = info.gid = 0
+                info.uname = info.gname = "root"
+                info.mode = 0o755 if is_dir else 0o644
+                if is_dir:
+                    tar.addfile(info)
+                else:
+                    with open(path, "rb") as handle:
+                        tar.addfile(info, handle)
+        os.replace(tmp, archive)  # hosts packing the same tree at once each write their own
+    else:
+        os.utime(archive)
+    for other in os.listdir(cache):
+        path = os.path.join(cache, other)
+        try:
+            if path != archive and os.stat(path).st_mtime < time.time() - PACK_UNUSED_SECONDS:
+                os.unlink(path)
+        except FileNotFoundError:
+            pass  # removed by a run alongside
+    return {"archive": archive, "changed": made}
 
 
 class Layout:
@@ -220,6 +296,10 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("digest", help="content digest of an app source tree").add_argument("source")
     commands.add_parser("manifest", help="directories and file checksums of a tree").add_argument("source")
+    pack_command = commands.add_parser("pack", help="a tar archive of a tree, for a host to unpack")
+    pack_command.add_argument("source")
+    pack_command.add_argument("--cache", required=True, help="the directory that keeps the archives")
+    pack_command.add_argument("only", nargs="*", help="pack these entries (relative paths) alone")
     status = commands.add_parser("status", help="current, previous and every release on disk")
     status.add_argument("--keep", type=int, help="also say whether prune --keep KEEP would remove anything")
     inspect = commands.add_parser("inspect", help="what a run checks before it prepares a release")
@@ -237,6 +317,8 @@ def main(argv=None):
         result = {"digest": digest(args.source)}
     elif args.command == "manifest":
         result = manifest(args.source)
+    elif args.command == "pack":
+        result = pack(args.source, args.cache, args.only or None)
     else:
         if not args.base:
             raise SystemExit("--base is required for %s" % args.command)
