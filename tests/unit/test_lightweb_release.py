@@ -141,12 +141,12 @@ def test_inspect_reads_what_a_run_checks_before_it_prepares_a_release(tmp_path):
     layout = lightweb_release.Layout(str(tmp_path))
     missing = layout.inspect("r1", sys.executable, "requirements.txt")
     assert missing["directory"] == "" and missing["venv"] == "" and missing["requirements_sha256"] == ""
-    assert not missing["complete"] and missing["complete_venvs"] == []
+    assert not missing["complete"] and missing["complete_venvs"] == [] and missing["content_digest"] == ""
     assert missing["python"] == "%d.%d" % sys.version_info[:2]
     path = make_release(tmp_path, "r1", venv="v1")
     path.chmod(0o750)
     (path / "requirements.txt").write_text("web.py==0.76\n")
-    (path / ".lightweb-release").write_text("r1\n")
+    (path / ".lightweb-release").write_text("r1 " + "ab" * 32 + "\n")
     (tmp_path / "venvs" / "v2").mkdir()
     (tmp_path / "venvs" / "v2" / ".lightweb-complete").write_text("\n")
     found = layout.inspect("r1", sys.executable, "requirements.txt")
@@ -155,6 +155,9 @@ def test_inspect_reads_what_a_run_checks_before_it_prepares_a_release(tmp_path):
     assert found["complete"] and found["venv"] == "../../venvs/v1"
     assert found["requirements_sha256"] == hashlib.sha256(b"web.py==0.76\n").hexdigest()
     assert found["complete_venvs"] == ["v2"]  # v1 has no marker: pip never finished there
+    assert found["content_digest"] == "ab" * 32
+    (path / ".lightweb-release").write_text("r1\n")  # as older versions of the role wrote it
+    assert layout.inspect("r1", sys.executable, "requirements.txt")["content_digest"] == ""
 
 
 def serve(listener, status):

@@ -144,3 +144,16 @@ def test_a_release_name_on_the_host_never_gets_other_code(host, sources):
     assert result.returncode == 0, result.stdout[-3000:]
     assert recap_changed(result, NAME) == 0, result.stdout[-3000:]
     assert release_status(host) == before
+
+    # A release marked as older versions of the role marked it (its id
+    # alone, no digest) is compared file by file, to the same effect.
+    host.check_output("echo %s > /srv/webpy/releases/%s/.lightweb-release", running, running)
+    code = host.check_output(files)
+    result = playbook("deploy", webpy_app_source_dir=str(sources["4"]), webpy_app_release=running)
+    assert result.returncode != 0
+    assert "webpy_app_release %s is already on the host" % running in result.stdout + result.stderr
+    assert host.check_output(files) == code
+    result = playbook("deploy", webpy_app_source_dir=str(sources["2"]), webpy_app_release=running)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert recap_changed(result, NAME) == 0, result.stdout[-3000:]
+    assert release_status(host) == before

@@ -249,7 +249,7 @@ class Layout:
     def inspect(self, release, python, requirements):
         """All a run checks before it prepares a release, in one call: the
         release directory ("OWNER:GROUP MODE", "" when missing), whether its
-        code was copied whole, the Python version, the SHA-256 of its
+        code was copied whole and the digest of that code, the Python version, the SHA-256 of its
         requirements file ("" when missing), where its venv link points, and
         which virtualenvs are complete."""
         path = os.path.join(self.releases, release)
@@ -273,13 +273,21 @@ class Layout:
                            if os.path.exists(os.path.join(self.venvs, name, ".lightweb-complete")))
         except FileNotFoundError:
             venvs = []
+        try:
+            with open(os.path.join(path, ".lightweb-release"), encoding="utf-8") as handle:
+                marker = handle.read().split()
+        except (FileNotFoundError, NotADirectoryError):
+            marker = None
         if os.path.realpath(python) == os.path.realpath(sys.executable):
             version = "%d.%d" % sys.version_info[:2]  # this interpreter: no second one to start
         else:
             version = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
                                      check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
         return {"changed": False, "release": release, "directory": directory,
-                "complete": os.path.exists(os.path.join(path, ".lightweb-release")),
+                "complete": marker is not None,
+                # The digest of the code it was made from; markers of older
+                # versions of the role hold the release id alone.
+                "content_digest": marker[1] if marker and len(marker) > 1 else "",
                 "python": version, "requirements_sha256": requirements_sha256, "venv": venv,
                 "complete_venvs": venvs}
 
