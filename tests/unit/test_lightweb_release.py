@@ -103,6 +103,22 @@ def test_pack_only_named_entries_and_refuses_unknown_ones(tmp_path):
         lightweb_release.pack(str(source), str(tmp_path / "cache"), ["css", "nope"])
 
 
+def test_pack_of_app_code_leaves_out_what_its_digest_leaves_out(tmp_path):
+    source = make_tree(tmp_path / "src")
+    for ignored in (".git/objects/ab", "__pycache__", "css/.svn", ".hg"):
+        (source / ignored).mkdir(parents=True)
+        (source / ignored / "data").write_bytes(b"history\n")
+    (source / "app.pyc").write_bytes(b"\0")
+    (source / ".gitignore").write_bytes(b"*.pyc\n")  # kept: the app's own file
+    code = lightweb_release.pack(str(source), str(tmp_path / "cache"), code=True)
+    with tarfile.open(code["archive"]) as tar:
+        assert sorted(tar.getnames()) == [".gitignore", "css", "css/site.css", "run.sh", "styles", "styles/site.css"]
+    # A tree that is not code is packed as it is.
+    whole = lightweb_release.pack(str(source), str(tmp_path / "cache"))
+    with tarfile.open(whole["archive"]) as tar:
+        assert {".git/objects/ab/data", "__pycache__/data", "app.pyc", "css/.svn/data"} <= set(tar.getnames())
+
+
 def test_switch_is_atomic_and_going_back_undoes_the_last_switch(tmp_path):
     for release in ("a", "b", "c"):
         make_release(tmp_path, release)

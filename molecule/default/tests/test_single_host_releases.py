@@ -3,6 +3,7 @@ each under load from the host itself, counting every response."""
 
 import collections
 import json
+import shutil
 import time
 
 import pytest
@@ -27,6 +28,13 @@ def fixture_sources(tmp_path_factory):
                "4": example_release(base, "4")}
     # Release 2 changes an asset: a rollback must serve release 1's again.
     (sources["2"] / STYLE).write_bytes(STYLE_V2)
+    # It comes from a working copy: its history and bytecode are not code.
+    for path, content in ((".git/HEAD", b"ref: refs/heads/main\n"), (".git/config", b"[core]\n"),
+                          ("__pycache__/stale.cpython-311.pyc", b"\0")):
+        (sources["2"] / path).parent.mkdir(exist_ok=True)
+        (sources["2"] / path).write_bytes(content)
+    sources["2 exported"] = shutil.copytree(sources["2"], base / "app-v2-exported",
+                                            ignore=shutil.ignore_patterns(".git", "__pycache__"))
     return sources
 
 
@@ -73,6 +81,10 @@ def test_deploy_switches_to_the_new_release_without_failing_a_request(host, sour
     assert host.file(venv % after["current"]).linked_to == host.file(venv % before["current"]).linked_to
     assert set(versions_served(host)) == {"2"}
     assert_stylesheet_served(host, STYLE_V2)
+    release = "/srv/webpy/releases/" + after["current"]
+    assert not host.file(release + "/.git").exists
+    assert not host.file(release + "/__pycache__/stale.cpython-311.pyc").exists
+    assert host.file(release + "/app.py").exists
     # Only the changed asset was replaced: the others keep their inode and
     # time (so their ETag and Last-Modified), and nothing of the unpacking
     # is left beside them.
@@ -146,14 +158,16 @@ def test_a_release_name_on_the_host_never_gets_other_code(host, sources):
     assert release_status(host) == before
 
     # A release marked as older versions of the role marked it (its id
-    # alone, no digest) is compared file by file, to the same effect.
+    # alone, no digest) is compared file by file, to the same effect (with
+    # the code as exported from the working copy: those versions copied
+    # whatever the source directory held).
     host.check_output("echo %s > /srv/webpy/releases/%s/.lightweb-release", running, running)
     code = host.check_output(files)
     result = playbook("deploy", webpy_app_source_dir=str(sources["4"]), webpy_app_release=running)
     assert result.returncode != 0
     assert "webpy_app_release %s is already on the host" % running in result.stdout + result.stderr
     assert host.check_output(files) == code
-    result = playbook("deploy", webpy_app_source_dir=str(sources["2"]), webpy_app_release=running)
+    result = playbook("deploy", webpy_app_source_dir=str(sources["2 exported"]), webpy_app_release=running)
     assert result.returncode == 0, result.stdout[-3000:]
     assert recap_changed(result, NAME) == 0, result.stdout[-3000:]
     assert release_status(host) == before

@@ -48,9 +48,10 @@ def digest(source):
     return total.hexdigest()
 
 
-def tree(source):
+def tree(source, ignored=None):
     """(relative path, path, is a directory) of everything under source, parents
-    first, in name order. Linked directories are followed, but not into a loop."""
+    first, in name order, but for what matches ignored. Linked directories are
+    followed, but not into a loop."""
     for root, dirs, files in os.walk(source, followlinks=True):
         dirs.sort()
         above = set()
@@ -62,13 +63,16 @@ def tree(source):
             parent = os.path.dirname(parent)
         for name in list(dirs):
             path = os.path.join(root, name)
-            if os.path.realpath(path) in above:
-                dirs.remove(name)  # a link to a directory that holds it
+            relative = os.path.relpath(path, source).replace(os.sep, "/")
+            if os.path.realpath(path) in above or (ignored and ignored.search(relative)):
+                dirs.remove(name)  # a link to a directory that holds it, or left out
                 continue
-            yield os.path.relpath(path, source).replace(os.sep, "/"), path, True
+            yield relative, path, True
         for name in sorted(files):
             path = os.path.join(root, name)
-            yield os.path.relpath(path, source).replace(os.sep, "/"), path, False
+            relative = os.path.relpath(path, source).replace(os.sep, "/")
+            if not (ignored and ignored.search(relative)):
+                yield relative, path, False
 
 
 def file_digest(path, algorithm):
@@ -92,12 +96,15 @@ def manifest(source):
 PACK_UNUSED_SECONDS = 86400
 
 
-def pack(source, cache, only=None):
+def pack(source, cache, only=None, code=False):
     """A tar archive of what a copy of source puts on a host: every directory
     and file under it (or the entries named in only), owned by root,
-    directories 0755 and files 0644. It is named after that content and kept
-    in cache, so the hosts of a run, and later runs, share one archive."""
-    entries = list(tree(source))
+    directories 0755 and files 0644. With code, the files the digest of an
+    app's code leaves out (bytecode, version control) are left out too: a
+    release holds the code its id was made from, not a repository's history.
+    The archive is named after its content and kept in cache, so the hosts of
+    a run, and later runs, share one."""
+    entries = list(tree(source, IGNORED if code else None))
     if only is not None:
         wanted = set(only)
         entries = [entry for entry in entries if entry[0] in wanted]
@@ -307,6 +314,8 @@ def build_parser():
     pack_command = commands.add_parser("pack", help="a tar archive of a tree, for a host to unpack")
     pack_command.add_argument("source")
     pack_command.add_argument("--cache", required=True, help="the directory that keeps the archives")
+    pack_command.add_argument("--code", action="store_true",
+                              help="an app's code: leave out bytecode and version control metadata")
     pack_command.add_argument("only", nargs="*", help="pack these entries (relative paths) alone")
     status = commands.add_parser("status", help="current, previous and every release on disk")
     status.add_argument("--keep", type=int, help="also say whether prune --keep KEEP would remove anything")
@@ -326,7 +335,7 @@ def main(argv=None):
     elif args.command == "manifest":
         result = manifest(args.source)
     elif args.command == "pack":
-        result = pack(args.source, args.cache, args.only or None)
+        result = pack(args.source, args.cache, args.only or None, args.code)
     else:
         if not args.base:
             raise SystemExit("--base is required for %s" % args.command)
