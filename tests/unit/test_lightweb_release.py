@@ -6,6 +6,7 @@ import os
 import pwd
 import socket
 import struct
+import subprocess
 import sys
 import tarfile
 import threading
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from packaging.tags import platform_tags
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "roles" / "webpy_app" / "files"))
 
@@ -174,6 +176,43 @@ def test_inspect_reads_what_a_run_checks_before_it_prepares_a_release(tmp_path):
     assert found["content_digest"] == "ab" * 32
     (path / ".lightweb-release").write_text("r1\n")  # as older versions of the role wrote it
     assert layout.inspect("r1", sys.executable, "requirements.txt")["content_digest"] == ""
+
+
+def test_inspect_gives_the_platform_tags_pip_accepts_on_the_host(tmp_path):
+    """The tags the controller downloads wheels for are those of pip's own
+    ranking on this machine, read in this interpreter or, when the venvs
+    use another, in that one."""
+    layout = lightweb_release.Layout(str(tmp_path))
+    accepted = list(platform_tags())
+    assert layout.inspect("r1", sys.executable, "requirements.txt")["platforms"] == accepted
+    wrapper = tmp_path / "python3"
+    wrapper.write_text("#!/bin/sh\nexec %s \"$@\"\n" % sys.executable)
+    wrapper.chmod(0o755)
+    found = layout.inspect("r1", str(wrapper), "requirements.txt")
+    assert found["platforms"] == accepted and found["python"] == "%d.%d" % sys.version_info[:2]
+
+
+def test_wheel_platforms_of_other_machines_and_c_libraries():
+    arm = lightweb_release.wheel_platforms("glibc 2.41", "linux-aarch64")
+    assert arm[:3] == ["linux_aarch64", "manylinux_2_41_aarch64", "manylinux_2_40_aarch64"]
+    assert arm[-2:] == ["manylinux_2_17_aarch64", "manylinux2014_aarch64"]  # nothing older was made for arm
+    x86 = lightweb_release.wheel_platforms("glibc 2.36", "linux-x86_64")
+    assert x86.index("manylinux2010_x86_64") == x86.index("manylinux_2_12_x86_64") + 1
+    assert x86[-1] == "manylinux1_x86_64" and len(x86) == 1 + 32 + 3
+    assert lightweb_release.wheel_platforms("", "linux-x86_64") == ["linux_x86_64"]  # musl: no manylinux
+
+
+def test_pip_downloads_the_wheels_of_the_host_not_of_the_controller(tmp_path):
+    """What venv_wheels.yml runs, for an arm64 host with Python 3.13 and
+    glibc 2.41 (Debian 13): a package with compiled wheels comes for that
+    host, whatever the machine running the test."""
+    platforms = lightweb_release.wheel_platforms("glibc 2.41", "linux-aarch64")
+    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+                    "--only-binary=:all:", "--python-version=3.13"]
+                   + ["--platform=" + tag for tag in platforms]
+                   + ["--dest=" + str(tmp_path), "MarkupSafe==3.0.2"], check=True)
+    assert [path.name for path in tmp_path.iterdir()] == \
+        ["MarkupSafe-3.0.2-cp313-cp313-manylinux_2_17_aarch64.manylinux2014_aarch64.whl"]
 
 
 def serve(listener, status):

@@ -3,8 +3,10 @@ each under load from the host itself, counting every response."""
 
 import collections
 import json
+import re
 import shutil
 import time
+from pathlib import Path
 
 import pytest
 
@@ -19,13 +21,17 @@ STYLE = "sta/style.css"
 STATIC = "/srv/lightweb/htdocs/sta"
 STYLE_V1 = (EXAMPLE_APP / STYLE).read_bytes()
 STYLE_V2 = STYLE_V1 + b"\n/* release 2 */\n"
+COMPILED_REQUIREMENT = "MarkupSafe==3.0.2"
 
 
 @pytest.fixture(name="sources", scope="module")
 def fixture_sources(tmp_path_factory):
     base = tmp_path_factory.mktemp("releases")
     sources = {"2": example_release(base, "2"), "3": example_release(base, "3", append=BROKEN),
-               "4": example_release(base, "4")}
+               "4": example_release(base, "4"), "5": example_release(base, "5")}
+    # Release 5 needs a package with compiled wheels: a new virtualenv.
+    with open(sources["5"] / "requirements.txt", "a", encoding="utf-8") as requirements:
+        requirements.write(COMPILED_REQUIREMENT + "\n")
     # Release 2 changes an asset: a rollback must serve release 1's again.
     (sources["2"] / STYLE).write_bytes(STYLE_V2)
     # It comes from a working copy: its history and bytecode are not code.
@@ -171,3 +177,32 @@ def test_a_release_name_on_the_host_never_gets_other_code(host, sources):
     assert result.returncode == 0, result.stdout[-3000:]
     assert recap_changed(result, NAME) == 0, result.stdout[-3000:]
     assert release_status(host) == before
+
+
+def test_a_compiled_requirement_comes_as_wheels_for_the_host(host, sources):
+    """This host takes its packages from wheels the controller downloads
+    (webpy_app_pip_mode: wheels): those of the host's Python, machine and
+    glibc, whatever the controller's. A release that needs one with compiled
+    code gets its own virtualenv, which imports it as the app's account."""
+    before = release_status(host)
+    result = playbook("deploy", webpy_app_source_dir=str(sources["5"]))
+    assert result.returncode == 0, result.stdout[-3000:]
+    after = release_status(host)
+    assert after["previous"] == before["current"]
+    assert set(versions_served(host)) == {"5"}
+    venv = "/srv/webpy/releases/%s/venv" % after["current"]
+    assert host.file(venv).linked_to != host.file("/srv/webpy/releases/%s/venv" % before["current"]).linked_to
+    machine = host.check_output("uname -m")
+    wheel = re.compile(r"^MarkupSafe-3\.0\.2-cp311-cp311-manylinux_2_17_%s\..*\.whl$" % machine)
+    assert [name for name in host.check_output("ls /srv/webpy/wheels").split() if wheel.match(name)]
+    # The controller keeps them by the host's Python and newest manylinux tag.
+    glibc = host.check_output("getconf GNU_LIBC_VERSION").split()[1].replace(".", "_")
+    cache = Path.home() / ".cache/lightweb/wheels" / ("example-py3.11-manylinux_%s_%s" % (glibc, machine))
+    assert [path.name for path in cache.iterdir() if wheel.match(path.name)]
+    host.run_expect([0], "setpriv --reuid=webpy --regid=webpy --clear-groups %s/bin/python -c %s",
+                    venv, "import markupsafe._speedups")
+
+    result = playbook("rollback")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert release_status(host)["current"] == before["current"]
+    assert set(versions_served(host)) == {"2"}

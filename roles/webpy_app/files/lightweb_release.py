@@ -24,12 +24,65 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tarfile
 import time
 
 RELEASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # Files that change without the app changing (bytecode, VCS metadata).
 IGNORED = re.compile(r"(^|/)(__pycache__|\.git|\.hg|\.svn)(/|$)|\.py[co]$")
+
+
+# The reads of wheel_platforms, run in the interpreter the virtualenvs are
+# built with when it is not this one: its version, platform and C library.
+INTERPRETER_PROBE = """import os, sys, sysconfig
+print("%d.%d" % sys.version_info[:2])
+print(sysconfig.get_platform())
+try:
+    print(os.confstr("CS_GNU_LIBC_VERSION") or "")
+except (AttributeError, OSError, ValueError):
+    print("")
+"""
+# The manylinux tags of before PEP 600, by the glibc minor version they stand for.
+LEGACY_MANYLINUX = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
+
+
+def wheel_platforms(libc, system_platform):
+    """The platform tags of the wheels an interpreter installs, preferred
+    first, as pip on its host ranks them: linux_<machine> (built there),
+    then manylinux for each glibc from the host's down to the oldest with
+    wheels for its machine. libc is what confstr CS_GNU_LIBC_VERSION says
+    ("glibc 2.36"), system_platform what sysconfig.get_platform() says
+    ("linux-x86_64"). pip download on the controller takes exactly these
+    tags: left to itself it picks wheels for the controller's own machine
+    and C library, which may not be the host's."""
+    machine = system_platform.partition("-")[2].replace("-", "_").replace(".", "_")
+    found = re.match(r"^glibc 2\.([0-9]+)", libc)
+    tags = ["linux_" + machine]
+    if found:
+        newest = int(found.group(1))
+        oldest = 5 if machine in ("x86_64", "i686") else 17  # manylinux1 and 2010 were x86 only
+        for minor in range(newest, oldest - 1, -1):
+            tags.append("manylinux_2_%d_%s" % (minor, machine))
+            if minor in LEGACY_MANYLINUX:
+                tags.append("%s_%s" % (LEGACY_MANYLINUX[minor], machine))
+    return tags
+
+
+def interpreter(python):
+    """The Python version ("3.11") of an interpreter and the platform tags
+    of the wheels it installs."""
+    if os.path.realpath(python) == os.path.realpath(sys.executable):
+        # This interpreter: no second one to start.
+        try:
+            libc = os.confstr("CS_GNU_LIBC_VERSION") or ""
+        except (AttributeError, OSError, ValueError):
+            libc = ""
+        version, system_platform = "%d.%d" % sys.version_info[:2], sysconfig.get_platform()
+    else:
+        version, system_platform, libc = subprocess.run(
+            [python, "-c", INTERPRETER_PROBE], check=True, stdout=subprocess.PIPE, text=True).stdout.splitlines()
+    return version, wheel_platforms(libc, system_platform)
 
 
 def digest(source):
@@ -256,9 +309,10 @@ class Layout:
     def inspect(self, release, python, requirements):
         """All a run checks before it prepares a release, in one call: the
         release directory ("OWNER:GROUP MODE", "" when missing), whether its
-        code was copied whole and the digest of that code, the Python version, the SHA-256 of its
-        requirements file ("" when missing), where its venv link points, and
-        which virtualenvs are complete."""
+        code was copied whole and the digest of that code, the Python version
+        and the platform tags of its wheels, the SHA-256 of its requirements
+        file ("" when missing), where its venv link points, and which
+        virtualenvs are complete."""
         path = os.path.join(self.releases, release)
         try:
             found = os.stat(path)
@@ -285,18 +339,14 @@ class Layout:
                 marker = handle.read().split()
         except (FileNotFoundError, NotADirectoryError):
             marker = None
-        if os.path.realpath(python) == os.path.realpath(sys.executable):
-            version = "%d.%d" % sys.version_info[:2]  # this interpreter: no second one to start
-        else:
-            version = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                                     check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
+        version, platforms = interpreter(python)
         return {"changed": False, "release": release, "directory": directory,
                 "complete": marker is not None,
                 # The digest of the code it was made from; markers of older
                 # versions of the role hold the release id alone.
                 "content_digest": marker[1] if marker and len(marker) > 1 else "",
-                "python": version, "requirements_sha256": requirements_sha256, "venv": venv,
-                "complete_venvs": venvs}
+                "python": version, "platforms": platforms,
+                "requirements_sha256": requirements_sha256, "venv": venv, "complete_venvs": venvs}
 
 
 def release_id(value):
