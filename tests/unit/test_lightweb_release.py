@@ -155,6 +155,25 @@ def test_prune_keeps_the_newest_current_and_previous_and_their_venvs(tmp_path):
     assert layout.status(keep=1)["prunable"] is False  # what prune leaves is not prunable again
 
 
+def test_prune_removes_the_wheels_of_the_virtualenvs_it_removes_and_any_others(tmp_path):
+    for n, release in enumerate(["r1", "r2", "r3"]):
+        make_release(tmp_path, release, venv="v%d" % n)
+    for venv in ["v0", "v1", "v2", "gone"]:
+        (tmp_path / "wheels" / venv).mkdir(parents=True)
+        (tmp_path / "wheels" / venv / "web_py-0.76-py3-none-any.whl").write_bytes(b"PK")
+    # The flat directory of older versions of the role.
+    (tmp_path / "wheels" / "flup-1.0.3-py3-none-any.whl").write_bytes(b"PK")
+    layout = lightweb_release.Layout(str(tmp_path))
+    for release in ["r1", "r2", "r3"]:
+        layout.switch(release)
+    assert layout.status(keep=2)["prunable"]
+    result = layout.prune(2)
+    assert result["removed_venvs"] == ["v0"]
+    assert result["removed_wheels"] == ["flup-1.0.3-py3-none-any.whl", "gone", "v0"]
+    assert sorted(os.listdir(tmp_path / "wheels")) == ["v1", "v2"]
+    assert layout.status(keep=2)["prunable"] is False
+
+
 def test_inspect_reads_what_a_run_checks_before_it_prepares_a_release(tmp_path):
     layout = lightweb_release.Layout(str(tmp_path))
     missing = layout.inspect("r1", sys.executable, "requirements.txt")

@@ -3,6 +3,7 @@
 import gzip
 import hashlib
 import json
+import re
 import time
 
 import pytest
@@ -217,6 +218,11 @@ def _tree_on_host(host, path, skip=None):
     return tree
 
 
+def _project(name):
+    """A project name as wheel file names spell it."""
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
 def _tree_here(root):
     tree = {}
     for path in sorted(root.rglob("*")):
@@ -238,8 +244,15 @@ def test_the_code_wheels_and_static_tree_arrive_whole_and_owned_by_root(host):
     if PIP_MODE[host.backend.get_hostname()] == "index":
         assert not host.file("/srv/webpy/wheels").exists
         return
-    wheels = _tree_on_host(host, "/srv/webpy/wheels")
-    assert any(name.startswith("web_py-0.76-") for name in wheels), wheels
+    # The wheels of the virtualenv the release runs, in a directory named
+    # after it, alone: those of its requirements, whatever the controller
+    # downloaded before.
+    venv = host.file(release + "/venv").linked_to.rsplit("/", 1)[1]
+    assert host.check_output("ls /srv/webpy/wheels") == venv
+    wheels = _tree_on_host(host, "/srv/webpy/wheels/" + venv)
+    assert sorted(_project(name.split("-", 1)[0]) for name in wheels) == \
+        sorted(_project(line.split("==")[0])
+               for line in (EXAMPLE_APP / "requirements.txt").read_text().splitlines() if "==" in line), wheels
     assert {name.endswith(".whl") and attributes.startswith("root:root 644 f ")
             for name, attributes in wheels.items()} == {True}, wheels
 

@@ -191,18 +191,27 @@ def test_a_compiled_requirement_comes_as_wheels_for_the_host(host, sources):
     assert after["previous"] == before["current"]
     assert set(versions_served(host)) == {"5"}
     venv = "/srv/webpy/releases/%s/venv" % after["current"]
-    assert host.file(venv).linked_to != host.file("/srv/webpy/releases/%s/venv" % before["current"]).linked_to
+    new_venv = host.file(venv).linked_to.rsplit("/", 1)[1]
+    old_venv = host.file("/srv/webpy/releases/%s/venv" % before["current"]).linked_to.rsplit("/", 1)[1]
+    assert new_venv != old_venv
     machine = host.check_output("uname -m")
     wheel = re.compile(r"^MarkupSafe-3\.0\.2-cp311-cp311-manylinux_2_17_%s\..*\.whl$" % machine)
-    assert [name for name in host.check_output("ls /srv/webpy/wheels").split() if wheel.match(name)]
-    # The controller keeps them by the host's Python and newest manylinux tag.
+    # Each virtualenv's wheels apart, those of its own requirements.
+    assert [name for name in host.check_output("ls /srv/webpy/wheels/%s", new_venv).split() if wheel.match(name)]
+    assert not [name for name in host.check_output("ls /srv/webpy/wheels/%s", old_venv).split() if wheel.match(name)]
+    # The controller keeps them by the host's Python, newest manylinux tag
+    # and virtualenv.
     glibc = host.check_output("getconf GNU_LIBC_VERSION").split()[1].replace(".", "_")
-    cache = Path.home() / ".cache/lightweb/wheels" / ("example-py3.11-manylinux_%s_%s" % (glibc, machine))
+    cache = Path.home() / ".cache/lightweb/wheels" / ("example-py3.11-manylinux_%s_%s-%s" % (glibc, machine, new_venv))
     assert [path.name for path in cache.iterdir() if wheel.match(path.name)]
     host.run_expect([0], "setpriv --reuid=webpy --regid=webpy --clear-groups %s/bin/python -c %s",
                     venv, "import markupsafe._speedups")
 
+    # A wheel where older versions of the role kept them all goes with the
+    # next switch; those of the virtualenvs kept stay.
+    host.run_expect([0], "cp /srv/webpy/wheels/%s/flup-1.0.3-*.whl /srv/webpy/wheels/", old_venv)
     result = playbook("rollback")
     assert result.returncode == 0, result.stdout[-3000:]
     assert release_status(host)["current"] == before["current"]
     assert set(versions_served(host)) == {"2"}
+    assert sorted(host.check_output("ls /srv/webpy/wheels").split()) == sorted([old_venv, new_venv])

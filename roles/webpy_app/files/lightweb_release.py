@@ -3,6 +3,7 @@
 
     BASE/releases/ID/          the code of one release, with venv -> ../../venvs/HASH
     BASE/venvs/HASH/           a virtualenv, shared by releases with the same requirements
+    BASE/wheels/HASH/          the wheels it was built from (wheels mode), removed with it
     BASE/current -> releases/ID   what the app runs; switched atomically (rename)
     BASE/release-history       activated releases, oldest first
 
@@ -201,6 +202,7 @@ class Layout:
         self.base = base
         self.releases = os.path.join(base, "releases")
         self.venvs = os.path.join(base, "venvs")
+        self.wheels = os.path.join(base, "wheels")
         self.current_link = os.path.join(base, "current")
         self.history_file = os.path.join(base, "release-history")
 
@@ -268,16 +270,27 @@ class Layout:
 
     def prune(self, keep):
         """Keep the `keep` most recently active releases (always the current and
-        the previous one), and the virtualenvs they use; remove the rest."""
-        removed, removed_venvs = self._beyond(keep)
+        the previous one), the virtualenvs they use and the wheels those were
+        built from; remove the rest."""
+        removed, removed_venvs, removed_wheels = self._beyond(keep)
         for release in removed:
             shutil.rmtree(os.path.join(self.releases, release))
         for venv in removed_venvs:
             shutil.rmtree(os.path.join(self.venvs, venv))
-        return {"changed": bool(removed or removed_venvs), "removed": removed, "removed_venvs": removed_venvs}
+        for entry in removed_wheels:
+            path = os.path.join(self.wheels, entry)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
+        return {"changed": bool(removed or removed_venvs or removed_wheels), "removed": removed,
+                "removed_venvs": removed_venvs, "removed_wheels": removed_wheels}
 
     def _beyond(self, keep):
-        """The releases and virtualenvs prune(keep) removes."""
+        """The releases, virtualenvs and entries of the wheels directory
+        prune(keep) removes. Wheels live in a directory named after the
+        virtualenv they were built for; any other entry (the flat directory
+        of older versions of the role) has no virtualenv to go with."""
         history = self.history()
         ranked = []
         for release in reversed(history):
@@ -294,10 +307,15 @@ class Layout:
                 used.add(os.path.basename(os.readlink(os.path.join(self.releases, release, "venv"))))
             except OSError:
                 pass
-        removed_venvs = []
+        removed_venvs, venvs = [], []
         if os.path.isdir(self.venvs):
-            removed_venvs = [venv for venv in sorted(os.listdir(self.venvs)) if venv not in used]
-        return removed, removed_venvs
+            venvs = sorted(os.listdir(self.venvs))
+            removed_venvs = [venv for venv in venvs if venv not in used]
+        kept_venvs = set(venvs) - set(removed_venvs)
+        removed_wheels = []
+        if os.path.isdir(self.wheels):
+            removed_wheels = [entry for entry in sorted(os.listdir(self.wheels)) if entry not in kept_venvs]
+        return removed, removed_venvs, removed_wheels
 
     def status(self, keep=None):
         result = {"changed": False, "current": self.current(), "previous": self.previous(),
