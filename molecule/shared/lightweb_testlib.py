@@ -416,3 +416,9 @@ def example_release(tmp_path, version, append=""):
 def release_status(host, base="/srv/webpy"):
     """What lightweb-release says about the host's releases."""
     return json.loads(host.check_output("%s/bin/lightweb-release --base %s status" % (base, base)))
+
+
+def release_venv(host, release, base="/srv/webpy"):
+    """The name (hash) of the virtualenv a release runs in; in wheels mode
+    also the name of the directory of its wheels."""
+    return host.file("%s/releases/%s/venv" % (base, release)).linked_to.rsplit("/", 1)[1]

@@ -10,7 +10,7 @@ import pytest
 
 from lightweb_testlib import (
     EXAMPLE_APP, SCHED_BATCH, assert_default_security_headers, boot_ordering_cycles, fcgi_processes, file_checksum,
-    host_address, http, marker, power_cycle, process_environ, run_playbook, under_load, wait_for,
+    host_address, http, marker, power_cycle, process_environ, release_venv, run_playbook, under_load, wait_for,
 )
 
 APP_USER = "webpy"
@@ -247,7 +247,7 @@ def test_the_code_wheels_and_static_tree_arrive_whole_and_owned_by_root(host):
     # The wheels of the virtualenv the release runs, in a directory named
     # after it, alone: those of its requirements, whatever the controller
     # downloaded before.
-    venv = host.file(release + "/venv").linked_to.rsplit("/", 1)[1]
+    venv = release_venv(host, release.rsplit("/", 1)[1])
     assert host.check_output("ls /srv/webpy/wheels") == venv
     wheels = _tree_on_host(host, "/srv/webpy/wheels/" + venv)
     assert sorted(_project(name.split("-", 1)[0]) for name in wheels) == \
