@@ -2,8 +2,10 @@
 
 import grp
 import hashlib
+import json
 import os
 import pwd
+import shutil
 import socket
 import struct
 import subprocess
@@ -232,6 +234,98 @@ def test_pip_downloads_the_wheels_of_the_host_not_of_the_controller(tmp_path):
                    + ["--dest=" + str(tmp_path), "MarkupSafe==3.0.2"], check=True)
     assert [path.name for path in tmp_path.iterdir()] == \
         ["MarkupSafe-3.0.2-cp313-cp313-manylinux_2_17_aarch64.manylinux2014_aarch64.whl"]
+
+
+# A stand-in for pip download: notes when it starts and ends in LOG, writes
+# one "wheel" into its --dest, as pip does, and says so unless it was there.
+FAKE_PIP = """import os, sys, time
+log, dest = sys.argv[1], sys.argv[-1][len("--dest="):]
+with open(log, "a") as handle:
+    handle.write("start\\n")
+time.sleep(float(sys.argv[2]))
+wheel = os.path.join(dest, "demo-1.0-py3-none-any.whl")
+if os.path.exists(wheel):
+    print("File was already downloaded " + wheel)
+else:
+    with open(wheel, "w") as handle:
+        handle.write("wheel")
+    print("Saved " + wheel)
+with open(log, "a") as handle:
+    handle.write("end\\n")
+"""
+
+
+def fake_pip(tmp_path, seconds=0.0):
+    script = tmp_path / "fake_pip.py"
+    script.write_text(FAKE_PIP)
+    return [sys.executable, str(script), str(tmp_path / "pip.log"), str(seconds)]
+
+
+def test_download_reports_what_pip_saved(tmp_path):
+    dest = tmp_path / "wheels" / "app-py3.11-linux-v1"
+    first = lightweb_release.download(str(dest), fake_pip(tmp_path))
+    assert first["changed"] and first["saved"] == [str(dest / "demo-1.0-py3-none-any.whl")]
+    again = lightweb_release.download(str(dest), fake_pip(tmp_path))
+    assert not again["changed"] and again["saved"] == []
+
+
+def test_download_runs_one_pip_at_a_time_per_directory(tmp_path):
+    """Hosts alike share a wheel directory: the second pip starts once the
+    first has written its wheels, and finds them there."""
+    dest = str(tmp_path / "wheels" / "app-py3.11-linux-v1")
+    tool = [sys.executable, lightweb_release.__file__, "download", "--dest", dest, "--"] + fake_pip(tmp_path, 0.5)
+    runs = [subprocess.Popen(tool, stdout=subprocess.PIPE, universal_newlines=True) for host in ("app1", "app2")]
+    results = [json.loads(run.communicate()[0]) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0]
+    assert (tmp_path / "pip.log").read_text().split() == ["start", "end", "start", "end"]
+    assert sorted(result["changed"] for result in results) == [False, True]
+
+
+def test_download_fails_as_pip_fails(tmp_path):
+    dest = str(tmp_path / "wheels" / "v1")
+    tool = [sys.executable, lightweb_release.__file__, "download", "--dest", dest, "--",
+            sys.executable, "-c", "import sys; print('Collecting nothing'); sys.exit('no such package')"]
+    run = subprocess.run(tool, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, check=False)
+    assert run.returncode == 1 and "Collecting nothing" in run.stdout and "no such package" in run.stderr
+
+
+def test_download_removes_wheel_directories_unused_for_a_month(tmp_path):
+    wheels = tmp_path / "wheels"
+    old, recent, busy = (wheels / name for name in ("old", "recent", "busy"))
+    for path in (old, recent, busy):
+        (path / "demo-0.9-py3-none-any.whl").parent.mkdir(parents=True)
+        (path / "demo-0.9-py3-none-any.whl").write_text("wheel")
+        os.utime(path, (time.time() - lightweb_release.WHEELS_UNUSED_SECONDS - 60,) * 2)
+    os.utime(recent, (time.time() - 86400,) * 2)
+    (wheels / "notes.txt").write_text("not a wheel directory")
+    holder = lightweb_release.locked(str(busy))  # a download into it, alongside
+    try:
+        result = lightweb_release.download(str(wheels / "new"), fake_pip(tmp_path))
+    finally:
+        os.close(holder)
+    assert result["removed"] == [str(old)]
+    assert sorted(os.listdir(wheels)) == ["busy", "new", "notes.txt", "recent"]
+    # A directory used again is kept: the download marks it used.
+    os.utime(wheels / "new", (time.time() - lightweb_release.WHEELS_UNUSED_SECONDS - 60,) * 2)
+    lightweb_release.download(str(wheels / "new"), fake_pip(tmp_path))
+    assert time.time() - (wheels / "new").stat().st_mtime < 60
+
+
+def test_a_lock_awaited_on_a_directory_removed_meanwhile_is_taken_on_the_new_one(tmp_path):
+    dest = tmp_path / "wheels" / "v1"
+    holder = lightweb_release.locked(str(dest), make=True)
+    taken = []
+    waiter = threading.Thread(target=lambda: taken.append(lightweb_release.locked(str(dest), make=True)))
+    waiter.start()
+    time.sleep(0.3)  # the waiter has opened the directory and waits for its lock
+    assert waiter.is_alive()
+    shutil.rmtree(dest)  # as the removal of unused directories does, holding the lock
+    os.close(holder)
+    waiter.join(5)
+    try:
+        assert os.path.samestat(os.fstat(taken[0]), os.stat(dest))
+    finally:
+        os.close(taken[0])
 
 
 def serve(listener, status):

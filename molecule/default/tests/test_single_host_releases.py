@@ -3,6 +3,7 @@ each under load from the host itself, counting every response."""
 
 import collections
 import json
+import os
 import re
 import shutil
 import time
@@ -184,8 +185,15 @@ def test_a_compiled_requirement_comes_as_wheels_for_the_host(host, sources):
     glibc, whatever the controller's. A release that needs one with compiled
     code gets its own virtualenv, which imports it as the app's account."""
     before = release_status(host)
+    # A directory of the controller's wheel cache unused for over 30 days
+    # goes at the next download.
+    controller_wheels = Path.home() / ".cache/lightweb/wheels"
+    unused = controller_wheels / "example-py3.11-unused-since-last-month"
+    unused.mkdir(parents=True, exist_ok=True)
+    os.utime(unused, (time.time() - 31 * 86400,) * 2)
     result = playbook("deploy", webpy_app_source_dir=str(sources["5"]))
     assert result.returncode == 0, result.stdout[-3000:]
+    assert not unused.exists()
     after = release_status(host)
     assert after["previous"] == before["current"]
     assert set(versions_served(host)) == {"5"}
@@ -200,7 +208,7 @@ def test_a_compiled_requirement_comes_as_wheels_for_the_host(host, sources):
     # The controller keeps them by the host's Python, newest manylinux tag
     # and virtualenv.
     glibc = host.check_output("getconf GNU_LIBC_VERSION").split()[1].replace(".", "_")
-    cache = Path.home() / ".cache/lightweb/wheels" / ("example-py3.11-manylinux_%s_%s-%s" % (glibc, machine, new_venv))
+    cache = controller_wheels / ("example-py3.11-manylinux_%s_%s-%s" % (glibc, machine, new_venv))
     assert [path.name for path in cache.iterdir() if wheel.match(path.name)]
     host.run_expect([0], "setpriv --reuid=webpy --regid=webpy --clear-groups /srv/webpy/venvs/%s/bin/python -c %s",
                     new_venv, "import markupsafe._speedups")

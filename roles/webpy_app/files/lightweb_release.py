@@ -16,6 +16,7 @@ step instead of receiving the tree a file at a time.
 """
 
 import argparse
+import fcntl
 import grp
 import hashlib
 import json
@@ -195,6 +196,80 @@ def pack(source, cache, only=None, code=False):
         except FileNotFoundError:
             pass  # removed by a run alongside
     return {"archive": archive, "changed": made}
+
+
+# Wheel directories of the controller's cache not used for this long are
+# removed when wheels are downloaded into another. Longer than the
+# archives' day: a wheel costs a download to get back, an archive does not.
+WHEELS_UNUSED_SECONDS = 30 * 86400
+
+
+def locked(path, wait=True, make=False):
+    """An open descriptor of the directory path, locked (flock, exclusive)
+    until it is closed, or None when wait is false and another holds the
+    lock. A directory removed while its lock was awaited is opened anew (made
+    again with make, else FileNotFoundError): a lock is never held on a
+    directory that is gone."""
+    while True:
+        if make:
+            os.makedirs(path, exist_ok=True)
+        try:
+            descriptor = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            if make:
+                continue
+            raise
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            return None
+        try:
+            if os.path.samestat(os.fstat(descriptor), os.stat(path)):
+                return descriptor
+        except FileNotFoundError:
+            pass
+        os.close(descriptor)
+        if not make:
+            raise FileNotFoundError(path)
+
+
+def download(dest, pip):
+    """Runs the pip download command pip with --dest=dest, one at a time per
+    dest: the hosts of a run that share Python version, platform and
+    requirements download into one directory, and a pip that finds a wheel
+    another is still writing would take it as downloaded. Then marks dest
+    used and removes the directories beside it unused for
+    WHEELS_UNUSED_SECONDS and not in use."""
+    descriptor = locked(dest, make=True)
+    try:
+        run = subprocess.run(pip + ["--dest=" + dest], stdout=subprocess.PIPE, universal_newlines=True, check=False)
+        os.utime(dest)
+    finally:
+        os.close(descriptor)
+    if run.returncode:
+        sys.stdout.write(run.stdout)
+        raise SystemExit(run.returncode)
+    saved = [line[len("Saved "):].strip() for line in run.stdout.splitlines() if line.startswith("Saved ")]
+    removed = []
+    parent, name = os.path.split(os.path.abspath(dest))
+    for other in sorted(os.listdir(parent)):
+        path = os.path.join(parent, other)
+        if other == name or os.path.islink(path) or not os.path.isdir(path):
+            continue
+        try:
+            other_descriptor = locked(path, wait=False)
+        except FileNotFoundError:
+            continue  # removed by a run alongside
+        if other_descriptor is None:
+            continue  # in use
+        try:
+            if os.fstat(other_descriptor).st_mtime < time.time() - WHEELS_UNUSED_SECONDS:
+                shutil.rmtree(path)
+                removed.append(path)
+        finally:
+            os.close(other_descriptor)
+    return {"dest": dest, "saved": saved, "removed": removed, "changed": bool(saved)}
 
 
 class Layout:
@@ -385,6 +460,9 @@ def build_parser():
     pack_command.add_argument("--code", action="store_true",
                               help="an app's code: leave out bytecode and version control metadata")
     pack_command.add_argument("only", nargs="*", help="pack these entries (relative paths) alone")
+    download_command = commands.add_parser("download", help="run pip download into a wheel directory, one at a time")
+    download_command.add_argument("--dest", required=True, help="the wheel directory")
+    download_command.add_argument("pip", nargs="+", help="the pip download command, without --dest")
     status = commands.add_parser("status", help="current, previous and every release on disk")
     status.add_argument("--keep", type=int, help="also say whether prune --keep KEEP would remove anything")
     inspect = commands.add_parser("inspect", help="what a run checks before it prepares a release")
@@ -404,6 +482,8 @@ def main(argv=None):
         result = manifest(args.source)
     elif args.command == "pack":
         result = pack(args.source, args.cache, args.only or None, args.code)
+    elif args.command == "download":
+        result = download(args.dest, args.pip)
     else:
         if not args.base:
             raise SystemExit("--base is required for %s" % args.command)
