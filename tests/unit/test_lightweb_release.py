@@ -228,12 +228,15 @@ def test_pip_downloads_the_wheels_of_the_host_not_of_the_controller(tmp_path):
     glibc 2.41 (Debian 13): a package with compiled wheels comes for that
     host, whatever the machine running the test."""
     platforms = lightweb_release.wheel_platforms("glibc 2.41", "linux-aarch64")
-    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-                    "--only-binary=:all:", "--python-version=3.13"]
-                   + ["--platform=" + tag for tag in platforms]
-                   + ["--dest=" + str(tmp_path), "MarkupSafe==3.0.2"], check=True)
-    assert [path.name for path in tmp_path.iterdir()] == \
-        ["MarkupSafe-3.0.2-cp313-cp313-manylinux_2_17_aarch64.manylinux2014_aarch64.whl"]
+    pip = ([sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--only-binary=:all:",
+            "--python-version=3.13"]
+           + ["--platform=" + tag for tag in platforms] + ["MarkupSafe==3.0.2"])
+    expected = ["MarkupSafe-3.0.2-cp313-cp313-manylinux_2_17_aarch64.manylinux2014_aarch64.whl"]
+    dest = tmp_path / "wheels"
+    assert lightweb_release.download(str(dest), pip)["saved"] == expected
+    assert [path.name for path in dest.iterdir()] == expected
+    # Run again, pip finds the wheel there: nothing saved, nothing changed.
+    assert not lightweb_release.download(str(dest), pip)["changed"]
 
 
 # A stand-in for pip download: notes when it starts and ends in LOG, writes
@@ -264,7 +267,7 @@ def fake_pip(tmp_path, seconds=0.0):
 def test_download_reports_what_pip_saved(tmp_path):
     dest = tmp_path / "wheels" / "app-py3.11-linux-v1"
     first = lightweb_release.download(str(dest), fake_pip(tmp_path))
-    assert first["changed"] and first["saved"] == [str(dest / "demo-1.0-py3-none-any.whl")]
+    assert first["changed"] and first["saved"] == ["demo-1.0-py3-none-any.whl"]
     again = lightweb_release.download(str(dest), fake_pip(tmp_path))
     assert not again["changed"] and again["saved"] == []
 

@@ -250,7 +250,8 @@ def download(dest, pip):
     if run.returncode:
         sys.stdout.write(run.stdout)
         raise SystemExit(run.returncode)
-    saved = [line[len("Saved "):].strip() for line in run.stdout.splitlines() if line.startswith("Saved ")]
+    # pip names each file it saved, relative to its working directory.
+    saved = [os.path.basename(line[len("Saved "):].strip()) for line in run.stdout.splitlines() if line.startswith("Saved ")]
     removed = []
     parent, name = os.path.split(os.path.abspath(dest))
     for other in sorted(os.listdir(parent)):
