@@ -235,8 +235,13 @@ def test_pip_downloads_the_wheels_of_the_host_not_of_the_controller(tmp_path):
     dest = tmp_path / "wheels"
     assert lightweb_release.download(str(dest), pip)["saved"] == expected
     assert [path.name for path in dest.iterdir()] == expected
-    # Run again, pip finds the wheel there: nothing saved, nothing changed.
+    # Without the note of that download, pip runs again, finds the wheel
+    # there and says so: nothing saved, and the note lists it again.
+    note = tmp_path / "wheels.complete"
+    assert json.loads(note.read_text())["wheels"] == expected
+    note.unlink()
     assert not lightweb_release.download(str(dest), pip)["changed"]
+    assert json.loads(note.read_text())["wheels"] == expected
 
 
 # A stand-in for pip download: notes when it starts and ends in LOG, writes
@@ -272,15 +277,32 @@ def test_download_reports_what_pip_saved(tmp_path):
     assert not again["changed"] and again["saved"] == []
 
 
+def test_a_completed_download_is_not_run_again_while_its_wheels_are_there(tmp_path):
+    dest, requirements = tmp_path / "wheels" / "v1", tmp_path / "requirements.txt"
+    requirements.write_text("demo==1.0\n")
+    pip = fake_pip(tmp_path) + ["--requirement=" + str(requirements)]
+    lightweb_release.download(str(dest), pip)
+    lightweb_release.download(str(dest), pip)
+    assert (tmp_path / "pip.log").read_text().split() == ["start", "end"]
+    # Requirements of other content, or a wheel gone: pip runs again.
+    requirements.write_text("demo==1.0\nother==2.0\n")
+    lightweb_release.download(str(dest), pip)
+    assert (tmp_path / "pip.log").read_text().split() == ["start", "end"] * 2
+    lightweb_release.download(str(dest), pip)
+    (dest / "demo-1.0-py3-none-any.whl").unlink()
+    assert lightweb_release.download(str(dest), pip)["saved"] == ["demo-1.0-py3-none-any.whl"]
+    assert (tmp_path / "pip.log").read_text().split() == ["start", "end"] * 3
+
+
 def test_download_runs_one_pip_at_a_time_per_directory(tmp_path):
-    """Hosts alike share a wheel directory: the second pip starts once the
-    first has written its wheels, and finds them there."""
+    """Hosts alike share a wheel directory: the second waits while the
+    first's pip writes the wheels, then finds them there."""
     dest = str(tmp_path / "wheels" / "app-py3.11-linux-v1")
     tool = [sys.executable, lightweb_release.__file__, "download", "--dest", dest, "--"] + fake_pip(tmp_path, 0.5)
     runs = [subprocess.Popen(tool, stdout=subprocess.PIPE, universal_newlines=True) for host in ("app1", "app2")]
     results = [json.loads(run.communicate()[0]) for run in runs]
     assert [run.returncode for run in runs] == [0, 0]
-    assert (tmp_path / "pip.log").read_text().split() == ["start", "end", "start", "end"]
+    assert (tmp_path / "pip.log").read_text().split() == ["start", "end"]
     assert sorted(result["changed"] for result in results) == [False, True]
 
 
@@ -301,13 +323,17 @@ def test_download_removes_wheel_directories_unused_for_a_month(tmp_path):
         os.utime(path, (time.time() - lightweb_release.WHEELS_UNUSED_SECONDS - 60,) * 2)
     os.utime(recent, (time.time() - 86400,) * 2)
     (wheels / "notes.txt").write_text("not a wheel directory")
+    for note in ("recent.complete", "gone.complete"):  # the second's directory was removed by hand
+        (wheels / note).write_text("{}")
+        os.utime(wheels / note, (time.time() - lightweb_release.WHEELS_UNUSED_SECONDS - 60,) * 2)
+    (wheels / "old.complete").write_text("{}")  # goes with its directory
     holder = lightweb_release.locked(str(busy))  # a download into it, alongside
     try:
         result = lightweb_release.download(str(wheels / "new"), fake_pip(tmp_path))
     finally:
         os.close(holder)
     assert result["removed"] == [str(old)]
-    assert sorted(os.listdir(wheels)) == ["busy", "new", "notes.txt", "recent"]
+    assert sorted(os.listdir(wheels)) == ["busy", "new", "new.complete", "notes.txt", "recent", "recent.complete"]
     # A directory used again is kept: the download marks it used.
     os.utime(wheels / "new", (time.time() - lightweb_release.WHEELS_UNUSED_SECONDS - 60,) * 2)
     lightweb_release.download(str(wheels / "new"), fake_pip(tmp_path))

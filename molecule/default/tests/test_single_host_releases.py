@@ -210,6 +210,10 @@ def test_a_compiled_requirement_comes_as_wheels_for_the_host(host, sources):
     glibc = host.check_output("getconf GNU_LIBC_VERSION").split()[1].replace(".", "_")
     cache = controller_wheels / ("example-py3.11-manylinux_%s_%s-%s" % (glibc, machine, new_venv))
     assert [path.name for path in cache.iterdir() if wheel.match(path.name)]
+    # with the note of that download, so hosts alike and later runs take
+    # these wheels without running pip again.
+    noted = json.loads((cache.parent / (cache.name + ".complete")).read_text())["wheels"]
+    assert sorted(path.name for path in cache.iterdir()) == noted
     host.run_expect([0], "setpriv --reuid=webpy --regid=webpy --clear-groups /srv/webpy/venvs/%s/bin/python -c %s",
                     new_venv, "import markupsafe._speedups")
 

@@ -238,25 +238,64 @@ def download(dest, pip):
     """Runs the pip download command pip with --dest=dest, one at a time per
     dest: the hosts of a run that share Python version, platform and
     requirements download into one directory, and a pip that finds a wheel
-    another is still writing would take it as downloaded. Then marks dest
-    used and removes the directories beside it unused for
+    another is still writing would take it as downloaded. A download that
+    completed is noted beside dest (DEST.complete: the command, the content
+    of its requirements files, the wheels it left), so the hosts after the
+    first, and later runs, skip pip while those wheels are there. Then marks
+    dest used and removes the directories beside it unused for
     WHEELS_UNUSED_SECONDS and not in use."""
+    wanted = hashlib.sha256(json.dumps(pip).encode())
+    for argument in pip:
+        if argument.startswith("--requirement="):
+            with open(argument[len("--requirement="):], "rb") as handle:
+                wanted.update(hashlib.sha256(handle.read()).digest())
+    note = dest.rstrip("/") + ".complete"
+    saved = []
     descriptor = locked(dest, make=True)
     try:
-        run = subprocess.run(pip + ["--dest=" + dest], stdout=subprocess.PIPE, universal_newlines=True, check=False)
+        try:
+            with open(note) as handle:
+                done = json.load(handle)
+        except (OSError, ValueError):
+            done = {}
+        if done.get("command") != wanted.hexdigest() or not set(done.get("wheels", [])) <= set(os.listdir(dest)):
+            run = subprocess.run(pip + ["--dest=" + dest], stdout=subprocess.PIPE, universal_newlines=True, check=False)
+            if run.returncode:
+                sys.stdout.write(run.stdout)
+                raise SystemExit(run.returncode)
+            # pip names each wheel it saved (relative to its working
+            # directory) or found there.
+            lines = [line.strip() for line in run.stdout.splitlines()]
+            saved = [os.path.basename(line.split()[-1]) for line in lines if line.startswith("Saved ")]
+            wheels = sorted(saved + [os.path.basename(line.split()[-1])
+                                     for line in lines if line.startswith("File was already downloaded ")])
+            with open(note + ".tmp", "w") as handle:
+                json.dump({"command": wanted.hexdigest(), "wheels": wheels}, handle)
+            os.replace(note + ".tmp", note)
         os.utime(dest)
     finally:
         os.close(descriptor)
-    if run.returncode:
-        sys.stdout.write(run.stdout)
-        raise SystemExit(run.returncode)
-    # pip names each file it saved, relative to its working directory.
-    saved = [os.path.basename(line[len("Saved "):].strip()) for line in run.stdout.splitlines() if line.startswith("Saved ")]
+    return {"dest": dest, "saved": saved, "removed": remove_unused_wheels(dest), "changed": bool(saved)}
+
+
+def remove_unused_wheels(dest):
+    """Removes the wheel directories beside dest (and their notes) unused
+    for WHEELS_UNUSED_SECONDS and not in use, and notes left without theirs."""
     removed = []
     parent, name = os.path.split(os.path.abspath(dest))
+    old = time.time() - WHEELS_UNUSED_SECONDS
     for other in sorted(os.listdir(parent)):
         path = os.path.join(parent, other)
-        if other == name or os.path.islink(path) or not os.path.isdir(path):
+        if other == name or os.path.islink(path):
+            continue
+        if other.endswith(".complete") and not os.path.isdir(path):
+            try:
+                if not os.path.isdir(path[:-len(".complete")]) and os.stat(path).st_mtime < old:
+                    os.unlink(path)
+            except FileNotFoundError:
+                pass  # removed by a run alongside
+            continue
+        if not os.path.isdir(path):
             continue
         try:
             other_descriptor = locked(path, wait=False)
@@ -265,12 +304,14 @@ def download(dest, pip):
         if other_descriptor is None:
             continue  # in use
         try:
-            if os.fstat(other_descriptor).st_mtime < time.time() - WHEELS_UNUSED_SECONDS:
+            if os.fstat(other_descriptor).st_mtime < old:
                 shutil.rmtree(path)
+                if os.path.exists(path + ".complete"):
+                    os.unlink(path + ".complete")
                 removed.append(path)
         finally:
             os.close(other_descriptor)
-    return {"dest": dest, "saved": saved, "removed": removed, "changed": bool(saved)}
+    return removed
 
 
 class Layout:
