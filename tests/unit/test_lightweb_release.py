@@ -318,7 +318,7 @@ def test_download_removes_wheel_directories_unused_for_a_month(tmp_path):
     wheels = tmp_path / "wheels"
     old, recent, busy = (wheels / name for name in ("old", "recent", "busy"))
     for path in (old, recent, busy):
-        (path / "demo-0.9-py3-none-any.whl").parent.mkdir(parents=True)
+        path.mkdir(parents=True)
         (path / "demo-0.9-py3-none-any.whl").write_text("wheel")
         os.utime(path, (time.time() - lightweb_release.WHEELS_UNUSED_SECONDS - 60,) * 2)
     os.utime(recent, (time.time() - 86400,) * 2)

@@ -190,12 +190,18 @@ def pack(source, cache, only=None, code=False):
         os.utime(archive)
     for other in os.listdir(cache):
         path = os.path.join(cache, other)
-        try:
-            if path != archive and os.stat(path).st_mtime < time.time() - PACK_UNUSED_SECONDS:
-                os.unlink(path)
-        except FileNotFoundError:
-            pass  # removed by a run alongside
+        if path != archive:
+            remove_if_unused(path, PACK_UNUSED_SECONDS)
     return {"archive": archive, "changed": made}
+
+
+def remove_if_unused(path, seconds):
+    """Removes the file path if it was not modified for seconds."""
+    try:
+        if os.stat(path).st_mtime < time.time() - seconds:
+            os.unlink(path)
+    except FileNotFoundError:
+        pass  # removed by a run alongside
 
 
 # Wheel directories of the controller's cache not used for this long are
@@ -247,8 +253,7 @@ def download(dest, pip):
     wanted = hashlib.sha256(json.dumps(pip).encode())
     for argument in pip:
         if argument.startswith("--requirement="):
-            with open(argument[len("--requirement="):], "rb") as handle:
-                wanted.update(hashlib.sha256(handle.read()).digest())
+            wanted.update(file_digest(argument[len("--requirement="):], "sha256").encode())
     note = dest.rstrip("/") + ".complete"
     saved = []
     descriptor = locked(dest, make=True)
@@ -289,11 +294,8 @@ def remove_unused_wheels(dest):
         if other == name or os.path.islink(path):
             continue
         if other.endswith(".complete") and not os.path.isdir(path):
-            try:
-                if not os.path.isdir(path[:-len(".complete")]) and os.stat(path).st_mtime < old:
-                    os.unlink(path)
-            except FileNotFoundError:
-                pass  # removed by a run alongside
+            if not os.path.isdir(path[:-len(".complete")]):
+                remove_if_unused(path, WHEELS_UNUSED_SECONDS)
             continue
         if not os.path.isdir(path):
             continue
@@ -306,8 +308,10 @@ def remove_unused_wheels(dest):
         try:
             if os.fstat(other_descriptor).st_mtime < old:
                 shutil.rmtree(path)
-                if os.path.exists(path + ".complete"):
+                try:
                     os.unlink(path + ".complete")
+                except FileNotFoundError:
+                    pass  # none, or removed by a run alongside as left without its directory
                 removed.append(path)
         finally:
             os.close(other_descriptor)
