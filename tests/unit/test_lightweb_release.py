@@ -42,6 +42,48 @@ def test_digest_names_the_content_and_ignores_bytecode(tmp_path):
     assert lightweb_release.digest(tmp_path) != first
 
 
+def test_a_requirements_file_naming_no_other_is_digested_alone(tmp_path):
+    """Virtualenvs built before nested files were read keep their names."""
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("web.py==0.76  # -r ignored.txt\nflup==1.0.3 --hash=sha256:00\n")
+    assert lightweb_release.requirements_digest(str(requirements)) == hashlib.sha256(requirements.read_bytes()).hexdigest()
+    assert lightweb_release.requirements_digest(str(tmp_path / "missing.txt")) == ""
+
+
+@pytest.mark.parametrize("line", ["-r reqs/base.txt", "-rreqs/base.txt", "--requirement reqs/base.txt",
+                                  "--requirement=reqs/base.txt", "-c reqs/base.txt", "--constraint=reqs/base.txt",
+                                  "--index-url https://pypi.example.com/simple -r \\\n  'reqs/base.txt'"])
+def test_the_requirements_digest_covers_the_files_pip_reads(tmp_path, line):
+    (tmp_path / "reqs").mkdir()
+    requirements, base = tmp_path / "requirements.txt", tmp_path / "reqs" / "base.txt"
+    requirements.write_text("web.py==0.76\n%s\n" % line)
+    # Names resolve against the directory of the file that names them.
+    base.write_text("flup==1.0.3\n-c pins.txt\n")
+    (tmp_path / "reqs" / "pins.txt").write_text("MarkupSafe==3.0.2\n")
+    first = lightweb_release.requirements_digest(str(requirements))
+    assert lightweb_release.requirement_files(str(requirements)) == [
+        [name, hashlib.sha256((tmp_path / name).read_bytes()).hexdigest()]
+        for name in ("requirements.txt", "reqs/base.txt", "reqs/pins.txt")]
+    (tmp_path / "reqs" / "pins.txt").write_text("MarkupSafe==3.0.1\n")
+    second = lightweb_release.requirements_digest(str(requirements))
+    base.write_text("flup==1.0.3\n")
+    assert len({first, second, lightweb_release.requirements_digest(str(requirements))}) == 3
+
+
+def test_the_requirements_report_names_what_a_host_would_not_find(tmp_path):
+    source = tmp_path / "app"
+    source.mkdir()
+    (source / "requirements.txt").write_text(
+        "-r base.txt\n-r missing.txt  # a comment\n-c ../outside.txt\n-r https://example.com/r.txt\n-r ${PINS}\n")
+    # A file named twice, or in a loop, is read once.
+    (source / "base.txt").write_text("-r requirements.txt\n-r base.txt\n")
+    (tmp_path / "outside.txt").write_text("flup==1.0.3\n")
+    report = lightweb_release.requirements_report(str(source / "requirements.txt"), str(source))
+    assert report["files"] == ["requirements.txt", "base.txt", "missing.txt", "../outside.txt"]
+    assert report["missing"] == ["missing.txt"] and report["outside"] == ["../outside.txt"]
+    assert report["sha256"] == lightweb_release.requirements_digest(str(source / "requirements.txt"))
+
+
 def test_manifest_lists_what_a_copy_of_the_tree_puts_on_a_host(tmp_path):
     (tmp_path / "css").mkdir()
     (tmp_path / "css" / "site.css").write_bytes(b"body{}\n")
@@ -197,6 +239,12 @@ def test_inspect_reads_what_a_run_checks_before_it_prepares_a_release(tmp_path):
     assert found["content_digest"] == "ab" * 32
     (path / ".lightweb-release").write_text("r1\n")  # as older versions of the role wrote it
     assert layout.inspect("r1", sys.executable, "requirements.txt")["content_digest"] == ""
+    # Requirements naming another file: the digest covers both.
+    (path / "requirements.txt").write_text("-c pins.txt\n")
+    (path / "pins.txt").write_text("web.py==0.76\n")
+    assert layout.inspect("r1", sys.executable, "requirements.txt")["requirements_sha256"] == \
+        lightweb_release.requirements_digest(str(path / "requirements.txt")) != \
+        hashlib.sha256(b"-c pins.txt\n").hexdigest()
 
 
 def test_inspect_gives_the_platform_tags_pip_accepts_on_the_host(tmp_path):
@@ -292,6 +340,13 @@ def test_a_completed_download_is_not_run_again_while_its_wheels_are_there(tmp_pa
     (dest / "demo-1.0-py3-none-any.whl").unlink()
     assert lightweb_release.download(str(dest), pip)["saved"] == ["demo-1.0-py3-none-any.whl"]
     assert (tmp_path / "pip.log").read_text().split() == ["start", "end"] * 3
+    # A file the requirements name, changed alone: pip runs again.
+    requirements.write_text("demo==1.0\n-c pins.txt\n")
+    (tmp_path / "pins.txt").write_text("demo==1.0\n")
+    lightweb_release.download(str(dest), pip)
+    (tmp_path / "pins.txt").write_text("demo==1.0\nother==2.0\n")
+    lightweb_release.download(str(dest), pip)
+    assert (tmp_path / "pip.log").read_text().split() == ["start", "end"] * 5
 
 
 def test_download_runs_one_pip_at_a_time_per_directory(tmp_path):

@@ -2,10 +2,13 @@
 
 import concurrent.futures
 import json
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
-from lightweb_testlib import node, run_playbook, self_signed_pair
+from lightweb_testlib import EXAMPLE_APP, node, run_playbook, self_signed_pair
 
 # One host is enough: the checks run on the controller's view of the inputs.
 testinfra_hosts = ["ansible://lightweb-single-debian12"]
@@ -18,6 +21,10 @@ SNAPSHOT = (
     "find /etc/lighttpd /etc/systemd/system /etc/tmpfiles.d /etc/logrotate.d /srv /var/lib/lightweb"
     " -printf '%p %s %T@ %m %u\\n' | sort | sha256sum; systemctl show -p MainPID --value lighttpd"
 )
+# Copies of the example app whose requirements name a file pip on the host
+# would not find: one that is missing, one outside the app (never deployed).
+BAD_SOURCES = Path(tempfile.gettempdir()) / "lightweb-bad-requirements"
+REQUIREMENTS_NAMING = {"missing": "-r base.txt", "outside": "-c ../constraints.txt"}
 
 BAD_INPUTS = [
     ({"lighttpd_port": "eighty"}, "lighttpd_port"),
@@ -99,6 +106,8 @@ BAD_INPUTS = [
     ({"lighttpd_extra_packages": ["curl:amd64"]}, "lighttpd_extra_packages"),
     # An account that is not a service account is never taken over.
     ({"webpy_app_user": "www-data", "lighttpd_user": "www-data"}, "webpy_app_user"),
+    ({"webpy_app_source_dir": str(BAD_SOURCES / "missing")}, "webpy_app_requirements_file"),
+    ({"webpy_app_source_dir": str(BAD_SOURCES / "outside")}, "webpy_app_requirements_file"),
     # Well-formed, but not a pair: lighttpd would accept it until its next start.
     ({"lighttpd_tls_enabled": True, "lighttpd_tls_certificate": CERT, "lighttpd_tls_private_key": OTHER_KEY},
      "lighttpd_tls_private_key"),
@@ -111,9 +120,16 @@ def fixture_outcomes():
     anything), and the host's state before and after them all."""
     host = node(HOST)
     before = host.check_output(SNAPSHOT)
+    shutil.rmtree(BAD_SOURCES, ignore_errors=True)
+    for name, line in REQUIREMENTS_NAMING.items():
+        shutil.copytree(EXAMPLE_APP, BAD_SOURCES / name, ignore=shutil.ignore_patterns("__pycache__"))
+        with open(BAD_SOURCES / name / "requirements.txt", "a", encoding="utf-8") as requirements:
+            requirements.write(line + "\n")
+    (BAD_SOURCES / "constraints.txt").write_text("flup==1.0.3\n")
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
         runs = [pool.submit(run_playbook, HOST, "-e", json.dumps(extra_vars)) for extra_vars, _variable in BAD_INPUTS]
         results = [run.result() for run in runs]
+    shutil.rmtree(BAD_SOURCES)
     return {"before": before, "after": host.check_output(SNAPSHOT), "results": results}
 
 

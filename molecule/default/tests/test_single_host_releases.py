@@ -23,6 +23,7 @@ STATIC = "/srv/lightweb/htdocs/sta"
 STYLE_V1 = (EXAMPLE_APP / STYLE).read_bytes()
 STYLE_V2 = STYLE_V1 + b"\n/* release 2 */\n"
 COMPILED_REQUIREMENT = "MarkupSafe==3.0.2"
+PREVIOUS_COMPILED_REQUIREMENT = "MarkupSafe==3.0.1"
 
 
 @pytest.fixture(name="sources", scope="module")
@@ -33,6 +34,14 @@ def fixture_sources(tmp_path_factory):
     # Release 5 needs a package with compiled wheels: a new virtualenv.
     with open(sources["5"] / "requirements.txt", "a", encoding="utf-8") as requirements:
         requirements.write(COMPILED_REQUIREMENT + "\n")
+    # Releases 6 and 7 pin it in a constraints file their requirements name,
+    # the one file of theirs that differs.
+    for version, pin in (("6", PREVIOUS_COMPILED_REQUIREMENT), ("7", COMPILED_REQUIREMENT)):
+        sources[version] = example_release(base, version)
+        with open(sources[version] / "requirements.txt", "a", encoding="utf-8") as requirements:
+            requirements.write("MarkupSafe\n-c pins/constraints.txt\n")
+        (sources[version] / "pins").mkdir()
+        (sources[version] / "pins" / "constraints.txt").write_text(pin + "\n")
     # Release 2 changes an asset: a rollback must serve release 1's again.
     (sources["2"] / STYLE).write_bytes(STYLE_V2)
     # It comes from a working copy: its history and bytecode are not code.
@@ -225,3 +234,19 @@ def test_a_compiled_requirement_comes_as_wheels_for_the_host(host, sources):
     assert release_status(host)["current"] == before["current"]
     assert set(versions_served(host)) == {"2"}
     assert sorted(host.check_output("ls /srv/webpy/wheels").split()) == sorted([old_venv, new_venv])
+
+
+def test_a_file_the_requirements_name_is_part_of_them(host, sources):
+    """Requirements that name another file (-c, -r) are read with it: a new
+    pin there alone gets a new virtualenv, as a new pin in the requirements
+    file would."""
+    venvs = {}
+    for version, pin in (("6", PREVIOUS_COMPILED_REQUIREMENT), ("7", COMPILED_REQUIREMENT)):
+        result = playbook("deploy", webpy_app_source_dir=str(sources[version]))
+        assert result.returncode == 0, result.stdout[-3000:]
+        assert set(versions_served(host)) == {version}
+        venvs[version] = release_venv(host, release_status(host)["current"])
+        installed = host.check_output("/srv/webpy/venvs/%s/bin/python -c %s", venvs[version],
+                                      'import importlib.metadata as m; print(m.version("MarkupSafe"))')
+        assert installed == pin.split("==")[1]
+    assert venvs["6"] != venvs["7"]

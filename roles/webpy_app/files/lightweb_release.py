@@ -12,7 +12,8 @@ release after the content of its source tree, so every host and every batch
 of a run agrees on it and an unchanged app is the same release. `manifest`
 also runs there: it lists what a copy of a tree puts on a host. So does
 `pack`: it makes that copy one tar archive, which a host unpacks in one
-step instead of receiving the tree a file at a time.
+step instead of receiving the tree a file at a time; and `requirements`,
+which names what a virtualenv is built from.
 """
 
 import argparse
@@ -23,6 +24,7 @@ import json
 import os
 import pwd
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -31,6 +33,8 @@ import tarfile
 import time
 
 RELEASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# What pip takes for a URL, not a path, where a requirements file names another.
+URL = re.compile(r"^(http|https|file):", re.IGNORECASE)
 # Files that change without the app changing (bytecode, VCS metadata).
 IGNORED = re.compile(r"(^|/)(__pycache__|\.git|\.hg|\.svn)(/|$)|\.py[co]$")
 
@@ -133,6 +137,84 @@ def tree(source, ignored=None):
 def file_digest(path, algorithm):
     with open(path, "rb") as handle:
         return hashlib.new(algorithm, handle.read()).hexdigest()
+
+
+def requirement_files(path):
+    """[relative name, SHA-256 or "" when missing] of a requirements file and
+    of the files it names with -r/--requirement or -c/--constraint, in the
+    order pip reads them; names are relative to the first file's directory
+    and resolved against the directory of the file that names them, as pip
+    resolves them. URLs and names with variables are pip's to fetch and
+    expand where it runs: not followed."""
+    root = os.path.dirname(os.path.abspath(path))
+    files, seen = [], set()
+
+    def read(path):
+        real = os.path.realpath(path)
+        if real in seen:
+            return  # named again, or a loop: pip reads it once per mention, the digest once
+        seen.add(real)
+        relative = os.path.relpath(os.path.abspath(path), root).replace(os.sep, "/")
+        try:
+            with open(path, "rb") as handle:
+                content = handle.read()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            files.append([relative, ""])
+            return
+        files.append([relative, hashlib.sha256(content).hexdigest()])
+        for name in named_requirement_files(content.decode("utf-8", "replace")):
+            if not (URL.match(name) or "${" in name):
+                read(os.path.join(os.path.dirname(path), name))
+
+    read(path)
+    return files
+
+
+def named_requirement_files(text):
+    """The files a requirements file names with -r/-c, in its forms pip
+    accepts: "-r NAME", "-rNAME", "--requirement NAME", "--requirement=NAME"."""
+    # Lines ending in a backslash go on; comments start at a "#" after a space.
+    for line in re.sub(r"\\\r?\n", " ", text).splitlines():
+        line = re.sub(r"(^|\s)#.*$", "", line)
+        try:
+            words = shlex.split(line)
+        except ValueError:
+            words = line.split()
+        for index, word in enumerate(words):
+            option, _equals, value = word.partition("=")
+            if word in ("-r", "-c", "--requirement", "--constraint") and index + 1 < len(words):
+                yield words[index + 1]
+            elif option in ("--requirement", "--constraint") and value:
+                yield value
+            elif word[:2] in ("-r", "-c") and len(word) > 2 and not word.startswith("--"):
+                yield word[2:]
+
+
+def requirements_digest(path):
+    """SHA-256 of what pip reads for a requirements file: that of the file
+    itself when it names no other (a virtualenv's name stays as it was),
+    otherwise one over the name and digest of each file it reads."""
+    files = requirement_files(path)
+    if len(files) == 1:
+        return files[0][1]
+    total = hashlib.sha256()
+    for relative, sha256 in files:
+        total.update(relative.encode() + b"\0" + sha256.encode() + b"\0")
+    return total.hexdigest()
+
+
+def requirements_report(path, source):
+    """What a run checks of the requirements file at path before it deploys
+    source: the digest a virtualenv is named after, and the files it names
+    that pip on the host would not find (missing, or not under source, so
+    not deployed)."""
+    root = os.path.dirname(os.path.abspath(path))
+    source = os.path.abspath(source)
+    files = requirement_files(path)
+    return {"sha256": requirements_digest(path), "files": [name for name, _sha256 in files],
+            "missing": [name for name, sha256 in files if not sha256],
+            "outside": [name for name, _sha256 in files
+                        if os.path.commonpath([source, os.path.normpath(os.path.join(root, name))]) != source]}
 
 
 def manifest(source):
@@ -253,7 +335,7 @@ def download(dest, pip):
     wanted = hashlib.sha256(json.dumps(pip).encode())
     for argument in pip:
         if argument.startswith("--requirement="):
-            wanted.update(file_digest(argument[len("--requirement="):], "sha256").encode())
+            wanted.update(requirements_digest(argument[len("--requirement="):]).encode())
     note = dest.rstrip("/") + ".complete"
     saved = []
     descriptor = locked(dest, make=True)
@@ -449,8 +531,8 @@ class Layout:
         """All a run checks before it prepares a release, in one call: the
         release directory ("OWNER:GROUP MODE", "" when missing), whether its
         code was copied whole and the digest of that code, the Python version
-        and the platform tags of its wheels, the SHA-256 of its requirements
-        file ("" when missing), where its venv link points, and which
+        and the platform tags of its wheels, the digest of its requirements
+        (requirements_digest; "" when missing), where its venv link points, and which
         virtualenvs are complete."""
         path = os.path.join(self.releases, release)
         try:
@@ -459,11 +541,7 @@ class Layout:
                                       found.st_mode & 0o7777)
         except (FileNotFoundError, KeyError):
             directory = ""
-        try:
-            with open(os.path.join(path, requirements), "rb") as handle:
-                requirements_sha256 = hashlib.sha256(handle.read()).hexdigest()
-        except (FileNotFoundError, NotADirectoryError):
-            requirements_sha256 = ""
+        requirements_sha256 = requirements_digest(os.path.join(path, requirements))
         try:
             venv = os.readlink(os.path.join(path, "venv"))
         except OSError:
@@ -506,6 +584,9 @@ def build_parser():
     pack_command.add_argument("--code", action="store_true",
                               help="an app's code: leave out bytecode and version control metadata")
     pack_command.add_argument("only", nargs="*", help="pack these entries (relative paths) alone")
+    requirements_command = commands.add_parser("requirements", help="digest and files of a requirements file")
+    requirements_command.add_argument("path", help="the requirements file")
+    requirements_command.add_argument("--source", required=True, help="the app source it is deployed with")
     download_command = commands.add_parser("download", help="run pip download into a wheel directory, one at a time")
     download_command.add_argument("--dest", required=True, help="the wheel directory")
     download_command.add_argument("pip", nargs="+", help="the pip download command, without --dest")
@@ -528,6 +609,8 @@ def main(argv=None):
         result = manifest(args.source)
     elif args.command == "pack":
         result = pack(args.source, args.cache, args.only or None, args.code)
+    elif args.command == "requirements":
+        result = requirements_report(args.path, args.source)
     elif args.command == "download":
         result = download(args.dest, args.pip)
     else:
