@@ -206,15 +206,14 @@ def requirements_digest(path):
 def requirements_report(path, source):
     """What a run checks of the requirements file at path before it deploys
     source: the digest a virtualenv is named after, and the files it names
-    that pip on the host would not find (missing, or not under source, so
+    that pip on the host would not find: missing, or not under source (so
     not deployed)."""
     root = os.path.dirname(os.path.abspath(path))
     source = os.path.abspath(source)
     files = requirement_files(path)
     return {"sha256": requirements_digest(path), "files": [name for name, _sha256 in files],
-            "missing": [name for name, sha256 in files if not sha256],
-            "outside": [name for name, _sha256 in files
-                        if os.path.commonpath([source, os.path.normpath(os.path.join(root, name))]) != source]}
+            "unreachable": [name for name, sha256 in files
+                            if not sha256 or os.path.commonpath([source, os.path.normpath(os.path.join(root, name))]) != source]}
 
 
 def manifest(source):
