@@ -140,7 +140,7 @@ def file_digest(path, algorithm):
 
 
 def requirement_files(path):
-    """[relative name, SHA-256 or "" when missing] of a requirements file and
+    """[relative name, SHA-256 or "" when unreadable] of a requirements file and
     of the files it names with -r/--requirement or -c/--constraint, in the
     order pip reads them; names are relative to the first file's directory
     and resolved against the directory of the file that names them, as pip
@@ -158,7 +158,7 @@ def requirement_files(path):
         try:
             with open(path, "rb") as handle:
                 content = handle.read()
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        except OSError:  # missing, a directory, unreadable: pip will not read it either
             files.append([relative, ""])
             return
         files.append([relative, hashlib.sha256(content).hexdigest()])
