@@ -74,13 +74,16 @@ def test_the_requirements_report_names_what_a_host_would_not_find(tmp_path):
     source = tmp_path / "app"
     source.mkdir()
     (source / "requirements.txt").write_text(
-        "-r base.txt\n-r missing.txt  # a comment\n-c ../outside.txt\n-r https://example.com/r.txt\n-r ${PINS}\n")
+        "-r base.txt\n-r missing.txt  # a comment\n-c ../outside.txt\n-r https://example.com/r.txt\n-r ${PINS}\n"
+        "-c %s\n" % (tmp_path / "pins.txt"))
     # A file named twice, or in a loop, is read once.
     (source / "base.txt").write_text("-r requirements.txt\n-r base.txt\n")
     (tmp_path / "outside.txt").write_text("flup==1.0.3\n")
+    (tmp_path / "pins.txt").write_text("flup==1.0.3\n")
     report = lightweb_release.requirements_report(str(source / "requirements.txt"), str(source))
-    assert report["files"] == ["requirements.txt", "base.txt", "missing.txt", "../outside.txt"]
-    assert report["unreachable"] == ["missing.txt", "../outside.txt"]
+    # Names as the first file's directory sees them; absolute ones as written.
+    assert report["files"] == ["requirements.txt", "base.txt", "missing.txt", "../outside.txt", str(tmp_path / "pins.txt")]
+    assert report["unreachable"] == ["missing.txt", "../outside.txt", str(tmp_path / "pins.txt")]
     assert report["sha256"] == lightweb_release.requirements_digest(str(source / "requirements.txt"))
 
 

@@ -142,31 +142,33 @@ def file_digest(path, algorithm):
 def requirement_files(path):
     """[relative name, SHA-256 or "" when unreadable] of a requirements file and
     of the files it names with -r/--requirement or -c/--constraint, in the
-    order pip reads them; names are relative to the first file's directory
-    and resolved against the directory of the file that names them, as pip
-    resolves them. URLs and names with variables are pip's to fetch and
-    expand where it runs: not followed."""
+    order pip reads them. A relative name is resolved against the directory
+    of the file that names it, as pip resolves it, and given relative to
+    the first file's directory; an absolute name stays as written. URLs and
+    names with variables are pip's to fetch and expand where it runs: not
+    followed."""
     root = os.path.dirname(os.path.abspath(path))
     files, seen = [], set()
 
-    def read(path):
+    def read(path, name):
         real = os.path.realpath(path)
         if real in seen:
             return  # named again, or a loop: pip reads it once per mention, the digest once
         seen.add(real)
-        relative = os.path.relpath(os.path.abspath(path), root).replace(os.sep, "/")
         try:
             with open(path, "rb") as handle:
                 content = handle.read()
         except OSError:  # missing, a directory, unreadable: pip will not read it either
-            files.append([relative, ""])
+            files.append([name, ""])
             return
-        files.append([relative, hashlib.sha256(content).hexdigest()])
-        for name in named_requirement_files(content.decode("utf-8", "replace")):
-            if not (URL.match(name) or "${" in name):
-                read(os.path.join(os.path.dirname(path), name))
+        files.append([name, hashlib.sha256(content).hexdigest()])
+        for named in named_requirement_files(content.decode("utf-8", "replace")):
+            if not (URL.match(named) or "${" in named):
+                path_named = os.path.join(os.path.dirname(path), named)
+                read(path_named, named if os.path.isabs(named)
+                     else os.path.relpath(os.path.abspath(path_named), root).replace(os.sep, "/"))
 
-    read(path)
+    read(path, os.path.basename(path))
     return files
 
 
