@@ -192,11 +192,12 @@ def named_requirement_files(text):
                 yield word[2:]
 
 
-def requirements_digest(path):
-    """SHA-256 of what pip reads for a requirements file: that of the file
-    itself when it names no other (a virtualenv's name stays as it was),
-    otherwise one over the name and digest of each file it reads."""
-    files = requirement_files(path)
+def requirements_digest(path, files=None):
+    """SHA-256 of what pip reads for a requirements file (files: its
+    requirement_files, when read already): that of the file itself when it
+    names no other (a virtualenv's name stays as it was), otherwise one over
+    the name and digest of each file it reads."""
+    files = files or requirement_files(path)
     if len(files) == 1:
         return files[0][1]
     total = hashlib.sha256()
@@ -213,7 +214,7 @@ def requirements_report(path, source):
     root = os.path.dirname(os.path.abspath(path))
     source = os.path.abspath(source)
     files = requirement_files(path)
-    return {"sha256": requirements_digest(path), "files": [name for name, _sha256 in files],
+    return {"sha256": requirements_digest(path, files), "files": [name for name, _sha256 in files],
             "unreachable": [name for name, sha256 in files
                             if not sha256 or os.path.commonpath([source, os.path.normpath(os.path.join(root, name))]) != source]}
 
