@@ -87,6 +87,34 @@ def test_the_requirements_report_names_what_a_host_would_not_find(tmp_path):
     assert report["sha256"] == lightweb_release.requirements_digest(str(source / "requirements.txt"))
 
 
+@pytest.mark.parametrize("line, found", [
+    ("./mylib", "./mylib"), ("../shared/mylib", "../shared/mylib"), ("mylib/", "mylib/"), ("-e .", "."),
+    ("-e./mylib", "./mylib"), ("--editable ./mylib", "./mylib"), ("--editable=./mylib", "./mylib"),
+    ("dist/mylib-1.0-py3-none-any.whl", "dist/mylib-1.0-py3-none-any.whl"), ("mylib-1.0.tar.gz", "mylib-1.0.tar.gz"),
+    ("'./my lib' \\\n  --config-settings=x=y", "./my lib"),
+    # Names, URLs and absolute paths are not resolved from where pip runs.
+    ("web.py==0.76", None), ("flup==1.0.3 ; python_version >= '3.8'", None), ("zope.interface>=6", None),
+    ("mylib @ https://example.com/mylib-1.0.tar.gz", None), ("https://example.com/mylib-1.0.tar.gz", None),
+    ("file:///opt/wheels/mylib-1.0-py3-none-any.whl", None), ("/opt/mylib", None), ("-e /opt/mylib", None),
+    ("-e git+https://example.com/mylib.git#egg=mylib", None), ("--index-url https://example.com/simple", None),
+    ("-r reqs/base.txt", None), ("# ./commented", None), ("web.py==0.76  # ./mylib", None),
+])
+def test_requirements_given_as_relative_paths_are_found(line, found):
+    assert list(lightweb_release.relative_path_requirements("flup==1.0.3\n%s\n" % line)) == ([found] if found else [])
+
+
+def test_the_requirements_report_names_relative_paths_in_every_file_pip_reads(tmp_path):
+    (tmp_path / "reqs").mkdir()
+    (tmp_path / "requirements.txt").write_text("web.py==0.76\n-e .\n-r reqs/base.txt\n")
+    (tmp_path / "reqs" / "base.txt").write_text("./vendor/mylib\nflup==1.0.3\n")
+    report = lightweb_release.requirements_report(str(tmp_path / "requirements.txt"), str(tmp_path))
+    assert report["relative_paths"] == ['"." in requirements.txt', '"./vendor/mylib" in reqs/base.txt']
+    assert report["unreachable"] == []
+    (tmp_path / "reqs" / "base.txt").write_text("flup==1.0.3\n")
+    (tmp_path / "requirements.txt").write_text("web.py==0.76\n-r reqs/base.txt\n")
+    assert lightweb_release.requirements_report(str(tmp_path / "requirements.txt"), str(tmp_path))["relative_paths"] == []
+
+
 def test_manifest_lists_what_a_copy_of_the_tree_puts_on_a_host(tmp_path):
     (tmp_path / "css").mkdir()
     (tmp_path / "css" / "site.css").write_bytes(b"body{}\n")

@@ -21,10 +21,12 @@ SNAPSHOT = (
     "find /etc/lighttpd /etc/systemd/system /etc/tmpfiles.d /etc/logrotate.d /srv /var/lib/lightweb"
     " -printf '%p %s %T@ %m %u\\n' | sort | sha256sum; systemctl show -p MainPID --value lighttpd"
 )
-# Copies of the example app whose requirements name a file pip on the host
-# would not find: one that is missing, one outside the app (never deployed).
+# Copies of the example app whose requirements pip on the host could not
+# install: naming a file that is missing, or one outside the app (never
+# deployed); giving a requirement as a path relative to where pip runs.
 BAD_SOURCES = Path(tempfile.gettempdir()) / "lightweb-bad-requirements"
-REQUIREMENTS_NAMING = {"missing": "-r base.txt", "outside": "-c ../constraints.txt"}
+BAD_REQUIREMENTS = {"missing": "-r base.txt", "outside": "-c ../constraints.txt",
+                    "relative": "./vendor/mylib", "editable": "-e ."}
 
 BAD_INPUTS = [
     ({"lighttpd_port": "eighty"}, "lighttpd_port"),
@@ -108,6 +110,8 @@ BAD_INPUTS = [
     ({"webpy_app_user": "www-data", "lighttpd_user": "www-data"}, "webpy_app_user"),
     ({"webpy_app_source_dir": str(BAD_SOURCES / "missing")}, "webpy_app_requirements_file"),
     ({"webpy_app_source_dir": str(BAD_SOURCES / "outside")}, "webpy_app_requirements_file"),
+    ({"webpy_app_source_dir": str(BAD_SOURCES / "relative")}, "webpy_app_requirements_file"),
+    ({"webpy_app_source_dir": str(BAD_SOURCES / "editable")}, "webpy_app_requirements_file"),
     # Well-formed, but not a pair: lighttpd would accept it until its next start.
     ({"lighttpd_tls_enabled": True, "lighttpd_tls_certificate": CERT, "lighttpd_tls_private_key": OTHER_KEY},
      "lighttpd_tls_private_key"),
@@ -121,11 +125,14 @@ def fixture_outcomes():
     host = node(HOST)
     before = host.check_output(SNAPSHOT)
     shutil.rmtree(BAD_SOURCES, ignore_errors=True)
-    for name, line in REQUIREMENTS_NAMING.items():
+    for name, line in BAD_REQUIREMENTS.items():
         shutil.copytree(EXAMPLE_APP, BAD_SOURCES / name, ignore=shutil.ignore_patterns("__pycache__"))
         with open(BAD_SOURCES / name / "requirements.txt", "a", encoding="utf-8") as requirements:
             requirements.write(line + "\n")
     (BAD_SOURCES / "constraints.txt").write_text("flup==1.0.3\n")
+    # The path exists in the app: still not something pip on the host finds.
+    (BAD_SOURCES / "relative" / "vendor" / "mylib").mkdir(parents=True)
+    (BAD_SOURCES / "relative" / "vendor" / "mylib" / "pyproject.toml").write_text('[project]\nname = "mylib"\n')
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
         runs = [pool.submit(run_playbook, HOST, "-e", json.dumps(extra_vars)) for extra_vars, _variable in BAD_INPUTS]
         results = [run.result() for run in runs]
@@ -144,6 +151,15 @@ def test_bad_input_fails_naming_the_variable_before_any_change(outcomes, case):
     assert any(variable in message for message in failure_messages(output)), output[-3000:]
     # The first failure is a check, not a task that changed something.
     assert "changed=0" in output, output[-3000:]
+
+
+@pytest.mark.parametrize("source, named", [("relative", '"./vendor/mylib" in requirements.txt'),
+                                           ("editable", '"." in requirements.txt')])
+def test_requirements_given_as_relative_paths_are_named(outcomes, source, named):
+    case = BAD_INPUTS.index(({"webpy_app_source_dir": str(BAD_SOURCES / source)}, "webpy_app_requirements_file"))
+    result = outcomes["results"][case]
+    messages = failure_messages(result.stdout + result.stderr)
+    assert any("relative paths" in message and "found: %s (got" % named in message for message in messages), messages
 
 
 def failure_messages(output):

@@ -35,6 +35,10 @@ import time
 RELEASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # What pip takes for a URL, not a path, where a requirements file names another.
 URL = re.compile(r"^(http|https|file):", re.IGNORECASE)
+# What pip takes for a URL (or a version control URL), not a path, in a requirement.
+SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://|file:)")
+# What pip takes for a distribution file, not a project name, in a requirement.
+ARCHIVE = re.compile(r"\.(whl|zip|tar|tar\.gz|tgz|tar\.bz2|tbz|tar\.xz|txz)$", re.IGNORECASE)
 # Files that change without the app changing (bytecode, VCS metadata).
 IGNORED = re.compile(r"(^|/)(__pycache__|\.git|\.hg|\.svn)(/|$)|\.py[co]$")
 
@@ -147,6 +151,11 @@ def requirement_files(path):
     the first file's directory; an absolute name stays as written. URLs and
     names with variables are pip's to fetch and expand where it runs: not
     followed."""
+    return [[name, sha256] for name, sha256, _text in read_requirement_files(path)]
+
+
+def read_requirement_files(path):
+    """requirement_files, with the text of each file ("" when unreadable)."""
     root = os.path.dirname(os.path.abspath(path))
     files, seen = [], set()
 
@@ -159,10 +168,11 @@ def requirement_files(path):
             with open(path, "rb") as handle:
                 content = handle.read()
         except OSError:  # missing, a directory, unreadable: pip will not read it either
-            files.append([name, ""])
+            files.append([name, "", ""])
             return
-        files.append([name, hashlib.sha256(content).hexdigest()])
-        for named in named_requirement_files(content.decode("utf-8", "replace")):
+        text = content.decode("utf-8", "replace")
+        files.append([name, hashlib.sha256(content).hexdigest(), text])
+        for named in named_requirement_files(text):
             if not (URL.match(named) or "${" in named):
                 path_named = os.path.join(os.path.dirname(path), named)
                 read(path_named, named if os.path.isabs(named)
@@ -172,16 +182,24 @@ def requirement_files(path):
     return files
 
 
-def named_requirement_files(text):
-    """The files a requirements file names with -r/-c, in its forms pip
-    accepts: "-r NAME", "-rNAME", "--requirement NAME", "--requirement=NAME"."""
-    # Lines ending in a backslash go on; comments start at a "#" after a space.
+def requirement_lines(text):
+    """The words of each line of a requirements file, as pip splits them:
+    a line ending in a backslash goes on; a comment starts at a "#" after a
+    space."""
     for line in re.sub(r"\\\r?\n", " ", text).splitlines():
         line = re.sub(r"(^|\s)#.*$", "", line)
         try:
             words = shlex.split(line)
         except ValueError:
             words = line.split()
+        if words:
+            yield words
+
+
+def named_requirement_files(text):
+    """The files a requirements file names with -r/-c, in its forms pip
+    accepts: "-r NAME", "-rNAME", "--requirement NAME", "--requirement=NAME"."""
+    for words in requirement_lines(text):
         for index, word in enumerate(words):
             option, _equals, value = word.partition("=")
             if word in ("-r", "-c", "--requirement", "--constraint") and index + 1 < len(words):
@@ -190,6 +208,27 @@ def named_requirement_files(text):
                 yield value
             elif word[:2] in ("-r", "-c") and len(word) > 2 and not word.startswith("--"):
                 yield word[2:]
+
+
+def relative_path_requirements(text):
+    """The requirements of a requirements file given as relative paths, as
+    written ("./mylib", "-e .", "dist/mylib-1.0-py3-none-any.whl"): pip
+    resolves those against the directory it runs in, not against the file."""
+    for words in requirement_lines(text):
+        first = words[0]
+        if first in ("-e", "--editable"):
+            named = words[1] if len(words) > 1 else ""
+        elif first.startswith("--editable="):
+            named = first[len("--editable="):]
+        elif first.startswith("-e") and not first.startswith("--"):
+            named = first[2:]
+        elif first.startswith("-"):
+            continue  # another option: -r, --index-url, --hash...
+        else:
+            named = first
+        if (named and not SCHEME.match(named) and not named.startswith("/")
+                and (named.startswith(".") or "/" in named or ARCHIVE.search(named))):
+            yield named
 
 
 def requirements_digest(path, files=None):
@@ -208,15 +247,20 @@ def requirements_digest(path, files=None):
 
 def requirements_report(path, source):
     """What a run checks of the requirements file at path before it deploys
-    source: the digest a virtualenv is named after, and the files it names
-    that pip on the host would not find: missing, or not under source (so
-    not deployed)."""
+    source: the digest a virtualenv is named after, the files it names that
+    pip on the host would not find (missing, or not under source, so not
+    deployed), and the requirements given as relative paths ('"PATH" in FILE'),
+    which pip on the host would resolve from its own working directory and
+    which would not be part of the virtualenv's name."""
     root = os.path.dirname(os.path.abspath(path))
     source = os.path.abspath(source)
-    files = requirement_files(path)
+    read = read_requirement_files(path)
+    files = [[name, sha256] for name, sha256, _text in read]
     return {"sha256": requirements_digest(path, files), "files": [name for name, _sha256 in files],
             "unreachable": [name for name, sha256 in files
-                            if not sha256 or os.path.commonpath([source, os.path.normpath(os.path.join(root, name))]) != source]}
+                            if not sha256 or os.path.commonpath([source, os.path.normpath(os.path.join(root, name))]) != source],
+            "relative_paths": ['"%s" in %s' % (named, name) for name, _sha256, text in read
+                               for named in relative_path_requirements(text)]}
 
 
 def manifest(source):
