@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import pwd
+import re
 import shutil
 import socket
 import struct
@@ -16,9 +17,11 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from packaging.tags import platform_tags
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "roles" / "webpy_app" / "files"))
+ROLE_FILES = Path(__file__).resolve().parents[2] / "roles" / "webpy_app" / "files"
+sys.path.insert(0, str(ROLE_FILES))
 
 import lightweb_fcgi_probe  # noqa: E402  pylint: disable=wrong-import-position
 import lightweb_release  # noqa: E402  pylint: disable=wrong-import-position
@@ -87,20 +90,47 @@ def test_the_requirements_report_names_what_a_host_would_not_find(tmp_path):
     assert report["sha256"] == lightweb_release.requirements_digest(str(source / "requirements.txt"))
 
 
-@pytest.mark.parametrize("line, found", [
+# Requirement lines, and what of each pip would resolve from the directory
+# it runs in (None: nothing).
+REQUIREMENT_LINES = [
     ("./mylib", "./mylib"), ("../shared/mylib", "../shared/mylib"), ("mylib/", "mylib/"), ("-e .", "."),
     ("-e./mylib", "./mylib"), ("--editable ./mylib", "./mylib"), ("--editable=./mylib", "./mylib"),
+    ("-e file:../mylib", "file:../mylib"), ("file:../mylib", "file:../mylib"), ("./mylib[extra]", "./mylib[extra]"),
     ("dist/mylib-1.0-py3-none-any.whl", "dist/mylib-1.0-py3-none-any.whl"), ("mylib-1.0.tar.gz", "mylib-1.0.tar.gz"),
-    ("'./my lib' \\\n  --config-settings=x=y", "./my lib"),
-    # Names, URLs and absolute paths are not resolved from where pip runs.
+    ("MyLib-1.0-py3-none-any.WHL", "MyLib-1.0-py3-none-any.WHL"), ("mylib-1.0.tar.lz[x]", "mylib-1.0.tar.lz[x]"),
+    ("./mylib;python_version>'3'", "./mylib"), ("./mylib --config-settings=x=y", "./mylib"),
+    ("mylib-1.0-py3-none-any.whl\\\n  --hash=sha256:00", "mylib-1.0-py3-none-any.whl"),
+    # A comment line ending in a backslash does not go on.
+    ("# vendored \\\n./vendor/mylib", "./vendor/mylib"),
+    # Names, URLs, absolute paths and variables are not resolved from where pip runs.
     ("web.py==0.76", None), ("flup==1.0.3 ; python_version >= '3.8'", None), ("zope.interface>=6", None),
-    ("mylib @ https://example.com/mylib-1.0.tar.gz", None), ("https://example.com/mylib-1.0.tar.gz", None),
+    ("web.py == 0.76 \\\n  --hash=sha256:00", None), ("mylib[extra]==1.0", None),
+    ("mylib @ https://example.com/mylib-1.0.tar.gz", None), ("mylib@https://example.com/mylib-1.0.tar.gz", None),
+    ("mylib[x]@git+https://example.com/mylib.git", None), ("https://example.com/mylib-1.0.tar.gz", None),
     ("file:///opt/wheels/mylib-1.0-py3-none-any.whl", None), ("/opt/mylib", None), ("-e /opt/mylib", None),
-    ("-e git+https://example.com/mylib.git#egg=mylib", None), ("--index-url https://example.com/simple", None),
+    ("${VENDOR}/mylib", None), ("-e git+https://example.com/mylib.git#egg=mylib", None),
+    ("--index-url https://example.com/simple", None), ("--find-links ./wheels", None), ("-f ./wheels", None),
     ("-r reqs/base.txt", None), ("# ./commented", None), ("web.py==0.76  # ./mylib", None),
-])
+]
+
+
+@pytest.mark.parametrize("line, found", REQUIREMENT_LINES)
 def test_requirements_given_as_relative_paths_are_found(line, found):
     assert list(lightweb_release.relative_path_requirements("flup==1.0.3\n%s\n" % line)) == ([found] if found else [])
+
+
+def test_the_settings_check_reads_every_requirements_file_the_tool_would_flag():
+    """The role runs the release tool on requirements that match its
+    pattern only: it must match every line the tool finds something in, and
+    none of the example app's."""
+    pattern = re.compile(yaml.safe_load((ROLE_FILES.parent / "vars" / "main.yml").read_text())[
+        "__webpy_app_requirements_may_name"])
+    for line, found in REQUIREMENT_LINES + [("-r base.txt", None), ("--constraint=pins.txt", None),
+                                            ("web.py==0.76 -c pins.txt", None)]:
+        text = "flup==1.0.3\n%s\n" % line
+        if found or list(lightweb_release.named_requirement_files(text)):
+            assert pattern.search(text), line
+    assert not pattern.search((ROLE_FILES / "example" / "requirements.txt").read_text())
 
 
 def test_the_requirements_report_names_relative_paths_in_every_file_pip_reads(tmp_path):

@@ -35,10 +35,13 @@ import time
 RELEASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # What pip takes for a URL, not a path, where a requirements file names another.
 URL = re.compile(r"^(http|https|file):", re.IGNORECASE)
-# What pip takes for a URL (or a version control URL), not a path, in a requirement.
-SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://|file:)")
+# What pip takes for a URL, not a path or a name, in a requirement: its
+# schemes and those of version control.
+PIP_URL = re.compile(r"^(https?|ftp|file|(git|hg|svn|bzr)(\+[a-z]+)?):", re.IGNORECASE)
 # What pip takes for a distribution file, not a project name, in a requirement.
-ARCHIVE = re.compile(r"\.(whl|zip|tar|tar\.gz|tgz|tar\.bz2|tbz|tar\.xz|txz)$", re.IGNORECASE)
+ARCHIVE = re.compile(r"\.(whl|zip|tar|tar\.gz|tgz|tar\.bz2|tbz|tar\.xz|txz|tlz|tar\.lz|tar\.lzma)$", re.IGNORECASE)
+# A comment in a requirements file, as pip finds it.
+COMMENT = re.compile(r"(^|\s+)#.*$")
 # Files that change without the app changing (bytecode, VCS metadata).
 IGNORED = re.compile(r"(^|/)(__pycache__|\.git|\.hg|\.svn)(/|$)|\.py[co]$")
 
@@ -183,23 +186,33 @@ def read_requirement_files(path):
 
 
 def requirement_lines(text):
-    """The words of each line of a requirements file, as pip splits them:
-    a line ending in a backslash goes on; a comment starts at a "#" after a
-    space."""
-    for line in re.sub(r"\\\r?\n", " ", text).splitlines():
-        line = re.sub(r"(^|\s)#.*$", "", line)
-        try:
-            words = shlex.split(line)
-        except ValueError:
-            words = line.split()
-        if words:
-            yield words
+    """The lines of a requirements file as pip reads them: a line ending in
+    a backslash goes on in the next (a comment line does not), comments
+    (from a "#" at the start or after a space) and blank lines left out."""
+    pending = []
+    for line in text.splitlines() + [""]:
+        if line.endswith("\\") and not COMMENT.match(line):
+            pending.append(line.strip("\\"))
+            continue
+        line = COMMENT.sub("", "".join(pending) + (" " + line if COMMENT.match(line) else line)).strip()
+        pending = []
+        if line:
+            yield line
+
+
+def option_words(line):
+    """The words of a line's options, split as pip splits them."""
+    try:
+        return shlex.split(line)
+    except ValueError:
+        return line.split()
 
 
 def named_requirement_files(text):
     """The files a requirements file names with -r/-c, in its forms pip
     accepts: "-r NAME", "-rNAME", "--requirement NAME", "--requirement=NAME"."""
-    for words in requirement_lines(text):
+    for line in requirement_lines(text):
+        words = option_words(line)
         for index, word in enumerate(words):
             option, _equals, value = word.partition("=")
             if word in ("-r", "-c", "--requirement", "--constraint") and index + 1 < len(words):
@@ -212,23 +225,46 @@ def named_requirement_files(text):
 
 def relative_path_requirements(text):
     """The requirements of a requirements file given as relative paths, as
-    written ("./mylib", "-e .", "dist/mylib-1.0-py3-none-any.whl"): pip
-    resolves those against the directory it runs in, not against the file."""
-    for words in requirement_lines(text):
-        first = words[0]
-        if first in ("-e", "--editable"):
-            named = words[1] if len(words) > 1 else ""
-        elif first.startswith("--editable="):
-            named = first[len("--editable="):]
-        elif first.startswith("-e") and not first.startswith("--"):
-            named = first[2:]
-        elif first.startswith("-"):
-            continue  # another option: -r, --index-url, --hash...
+    written ("./mylib", "-e .", "dist/mylib-1.0-py3-none-any.whl",
+    "file:../mylib"): pip resolves those against the directory it runs in,
+    not against the file. A line is read as pip reads it: the requirement
+    up to the first word starting with "-", the options after it."""
+    for line in requirement_lines(text):
+        words = line.split(" ")
+        index = next((index for index, word in enumerate(words) if word.startswith("-")), len(words))
+        requirement = " ".join(words[:index])
+        if requirement:
+            name = requirement.split("; " if PIP_URL.match(requirement) else ";", 1)[0].strip()
+            if PIP_URL.match(name):
+                relative = name.lower().startswith("file:")
+            elif "@" in name and not looks_like_path(name.split("@", 1)[0]):
+                relative = False  # "name@URL", as PEP 508 allows
+            else:
+                relative = looks_like_path(name) or bool(ARCHIVE.search(re.sub(r"\[[^\]]+\]$", "", name)))
         else:
-            named = first
-        if (named and not SCHEME.match(named) and not named.startswith("/")
-                and (named.startswith(".") or "/" in named or ARCHIVE.search(named))):
-            yield named
+            options = option_words(" ".join(words[index:]))
+            editables = [options[place + 1] for place, word in enumerate(options[:-1]) if word in ("-e", "--editable")]
+            editables += [word[len("--editable="):] for word in options if word.startswith("--editable=")]
+            editables += [word[2:] for word in options if word.startswith("-e") and len(word) > 2 and word[2] != "-"]
+            for name in editables:
+                if name and (name.lower().startswith("file:") or not PIP_URL.match(name)) and not local_absolute(name):
+                    yield name
+            continue
+        if relative and not local_absolute(name):
+            yield name
+
+
+def looks_like_path(name):
+    """pip's test of a requirement written as a path: a slash in it, or a
+    leading dot."""
+    return "/" in name or name.startswith(".")
+
+
+def local_absolute(name):
+    """An absolute path ("/opt/mylib", "file:///opt/mylib", "file:/opt/mylib"),
+    or one pip expands from a variable (left to it, as it may be absolute)."""
+    path = name[len("file:"):] if name.lower().startswith("file:") else name
+    return path.startswith(("/", "${"))
 
 
 def requirements_digest(path, files=None):
