@@ -443,13 +443,19 @@ def test_download_removes_wheel_directories_unused_for_a_month(tmp_path):
         (wheels / note).write_text("{}")
         os.utime(wheels / note, (time.time() - lightweb_release.WHEELS_UNUSED_SECONDS - 60,) * 2)
     (wheels / "old.complete").write_text("{}")  # goes with its directory
+    # Notes half written by downloads that died, a month ago and just now
+    # (its directory since removed: nothing else removes it).
+    for note, age in (("recent.complete.tmp", lightweb_release.WHEELS_UNUSED_SECONDS + 60), ("gone.complete.tmp", 60)):
+        (wheels / note).write_text("{")
+        os.utime(wheels / note, (time.time() - age,) * 2)
     holder = lightweb_release.locked(str(busy))  # a download into it, alongside
     try:
         result = lightweb_release.download(str(wheels / "new"), fake_pip(tmp_path))
     finally:
         os.close(holder)
     assert result["removed"] == [str(old)]
-    assert sorted(os.listdir(wheels)) == ["busy", "new", "new.complete", "notes.txt", "recent", "recent.complete"]
+    assert sorted(os.listdir(wheels)) == ["busy", "gone.complete.tmp", "new", "new.complete", "notes.txt",
+                                          "recent", "recent.complete"]
     # A directory used again is kept: the download marks it used.
     os.utime(wheels / "new", (time.time() - lightweb_release.WHEELS_UNUSED_SECONDS - 60,) * 2)
     lightweb_release.download(str(wheels / "new"), fake_pip(tmp_path))

@@ -33,10 +33,10 @@ import tarfile
 import time
 
 RELEASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-# What pip takes for a URL, not a path, where a requirements file names another.
+# What pip takes for a URL, not a path, in two places of a requirements file:
+# a file named with -r/-c (URL: fetched, http, https and file only) and a
+# requirement (PIP_URL: installed from, ftp and version control too).
 URL = re.compile(r"^(http|https|file):", re.IGNORECASE)
-# What pip takes for a URL, not a path or a name, in a requirement: its
-# schemes and those of version control.
 PIP_URL = re.compile(r"^(https?|ftp|file|(git|hg|svn|bzr)(\+[a-z]+)?):", re.IGNORECASE)
 # What pip takes for a distribution file, not a project name, in a requirement.
 ARCHIVE = re.compile(r"\.(whl|zip|tar|tar\.gz|tgz|tar\.bz2|tbz|tar\.xz|txz|tlz|tar\.lz|tar\.lzma)$", re.IGNORECASE)
@@ -154,7 +154,12 @@ def requirement_files(path):
     the first file's directory; an absolute name stays as written. URLs and
     names with variables are pip's to fetch and expand where it runs: not
     followed."""
-    return [[name, sha256] for name, sha256, _text in read_requirement_files(path)]
+    return digests(read_requirement_files(path))
+
+
+def digests(read):
+    """[name, SHA-256] of each file of read_requirement_files, without its text."""
+    return [[name, sha256] for name, sha256, _text in read]
 
 
 def read_requirement_files(path):
@@ -235,23 +240,33 @@ def relative_path_requirements(text):
         requirement = " ".join(words[:index])
         if requirement:
             name = requirement.split("; " if PIP_URL.match(requirement) else ";", 1)[0].strip()
-            if PIP_URL.match(name):
-                relative = name.lower().startswith("file:")
-            elif "@" in name and not looks_like_path(name.split("@", 1)[0]):
-                relative = False  # "name@URL", as PEP 508 allows
-            else:
-                relative = looks_like_path(name) or bool(ARCHIVE.search(re.sub(r"\[[^\]]+\]$", "", name)))
+            if relative_requirement(name):
+                yield name
         else:
-            options = option_words(" ".join(words[index:]))
-            editables = [options[place + 1] for place, word in enumerate(options[:-1]) if word in ("-e", "--editable")]
-            editables += [word[len("--editable="):] for word in options if word.startswith("--editable=")]
-            editables += [word[2:] for word in options if word.startswith("-e") and len(word) > 2 and word[2] != "-"]
-            for name in editables:
-                if name and (name.lower().startswith("file:") or not PIP_URL.match(name)) and not local_absolute(name):
+            for name in editables(option_words(" ".join(words[index:]))):
+                if (name.lower().startswith("file:") or not PIP_URL.match(name)) and not local_absolute(name):
                     yield name
-            continue
-        if relative and not local_absolute(name):
-            yield name
+
+
+def relative_requirement(name):
+    """Whether pip takes the requirement name (markers left out) for a
+    relative path: a relative file: URL, a path, or a distribution file."""
+    if local_absolute(name):
+        return False
+    if PIP_URL.match(name):
+        return name.lower().startswith("file:")
+    if "@" in name and not looks_like_path(name.split("@", 1)[0]):
+        return False  # "name@URL", as PEP 508 allows
+    return looks_like_path(name) or bool(ARCHIVE.search(re.sub(r"\[[^\]]+\]$", "", name)))
+
+
+def editables(options):
+    """What the options of a line install as editable, in each form pip
+    accepts: "-e X", "--editable X", "--editable=X", "-eX"."""
+    found = [options[place + 1] for place, word in enumerate(options[:-1]) if word in ("-e", "--editable")]
+    found += [word[len("--editable="):] for word in options if word.startswith("--editable=")]
+    found += [word[2:] for word in options if word.startswith("-e") and len(word) > 2 and word[2] != "-"]
+    return [name for name in found if name]
 
 
 def looks_like_path(name):
@@ -291,7 +306,7 @@ def requirements_report(path, source):
     root = os.path.dirname(os.path.abspath(path))
     source = os.path.abspath(source)
     read = read_requirement_files(path)
-    files = [[name, sha256] for name, sha256, _text in read]
+    files = digests(read)
     return {"sha256": requirements_digest(path, files), "files": [name for name, _sha256 in files],
             "unreachable": [name for name, sha256 in files
                             if not sha256 or os.path.commonpath([source, os.path.normpath(os.path.join(root, name))]) != source],
@@ -449,7 +464,8 @@ def download(dest, pip):
 
 def remove_unused_wheels(dest):
     """Removes the wheel directories beside dest (and their notes) unused
-    for WHEELS_UNUSED_SECONDS and not in use, and notes left without theirs."""
+    for WHEELS_UNUSED_SECONDS and not in use, and notes left without theirs
+    or half written."""
     removed = []
     parent, name = os.path.split(os.path.abspath(dest))
     old = time.time() - WHEELS_UNUSED_SECONDS
@@ -460,6 +476,11 @@ def remove_unused_wheels(dest):
         if other.endswith(".complete") and not os.path.isdir(path):
             if not os.path.isdir(path[:-len(".complete")]):
                 remove_if_unused(path, WHEELS_UNUSED_SECONDS)
+            continue
+        if other.endswith(".complete.tmp") and not os.path.isdir(path):
+            # A note half written by a download that died: written in a
+            # moment, so one this old is no download's.
+            remove_if_unused(path, WHEELS_UNUSED_SECONDS)
             continue
         if not os.path.isdir(path):
             continue
