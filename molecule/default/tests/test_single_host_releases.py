@@ -196,7 +196,8 @@ def test_a_compiled_requirement_comes_as_wheels_for_the_host(host, sources):
     before = release_status(host)
     # A directory of the controller's wheel cache unused for over 30 days
     # goes at the next download.
-    controller_wheels = Path.home() / ".cache/lightweb/wheels"
+    cache_home = os.environ.get("XDG_CACHE_HOME", "")
+    controller_wheels = (Path(cache_home) if cache_home.startswith("/") else Path.home() / ".cache") / "lightweb/wheels"
     unused = controller_wheels / "example-py3.11-unused-since-last-month"
     unused.mkdir(parents=True, exist_ok=True)
     os.utime(unused, (time.time() - 31 * 86400,) * 2)
