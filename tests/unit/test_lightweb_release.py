@@ -45,6 +45,25 @@ def test_digest_names_the_content_and_ignores_bytecode(tmp_path):
     assert lightweb_release.digest(tmp_path) != first
 
 
+def test_digest_counts_linked_directories_as_they_are_deployed(tmp_path):
+    """A directory linked into the app is packed with it: a change there is a
+    new release, and the digest of the tree unpacked on a host is the same."""
+    shared, source = tmp_path / "shared", tmp_path / "app"
+    shared.mkdir()
+    (shared / "mod.py").write_text("VERSION = 1\n")
+    source.mkdir()
+    (source / "app.py").write_text("import lib.mod\n")
+    os.symlink("../shared", source / "lib")
+    os.symlink("..", shared / "up")  # a loop: not followed
+    first = lightweb_release.digest(source)
+    archive = lightweb_release.pack(str(source), str(tmp_path / "cache"), code=True)["archive"]
+    with tarfile.open(archive) as tar:
+        tar.extractall(tmp_path / "unpacked")  # nosec: the test's own archive
+    assert lightweb_release.digest(tmp_path / "unpacked") == first
+    (shared / "mod.py").write_text("VERSION = 2\n")
+    assert lightweb_release.digest(source) != first
+
+
 def test_a_requirements_file_naming_no_other_is_digested_alone(tmp_path):
     """Virtualenvs built before nested files were read keep their names."""
     requirements = tmp_path / "requirements.txt"

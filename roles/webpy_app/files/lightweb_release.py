@@ -99,15 +99,12 @@ def interpreter(python):
 
 
 def digest(source):
-    """SHA-256 over the relative paths and contents of every file under source."""
+    """SHA-256 over the relative paths and contents of every file under source
+    but for IGNORED, read as a release is packed (tree): files in linked
+    directories count, as they are deployed."""
     total = hashlib.sha256()
-    for root, dirs, files in os.walk(source):
-        dirs.sort()
-        for name in sorted(files):
-            path = os.path.join(root, name)
-            relative = os.path.relpath(path, source).replace(os.sep, "/")
-            if IGNORED.search(relative):
-                continue
+    for relative, path, is_dir in tree(source, IGNORED):
+        if not is_dir:
             total.update(relative.encode() + b"\0")
             with open(path, "rb") as handle:
                 total.update(hashlib.sha256(handle.read()).digest())
