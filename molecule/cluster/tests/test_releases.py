@@ -57,9 +57,11 @@ def assert_every_backend_in_rotation():
         config = node(name).file("/etc/lighttpd/lighttpd.conf").content_string
         for app in APPSERVERS:
             assert '"%s" => (' % app in config, (name, app)
-        # A deploy rewrites lighttpd.conf twice per batch; the backups do not pile up.
-        backups = node(name).check_output("find /etc/lighttpd -maxdepth 1 -name 'lighttpd.conf.*~'").split()
-        assert 1 <= len(backups) <= 5, backups
+        # A deploy rewrites lighttpd.conf twice per batch; the backups do not
+        # pile up, and the package's file, the first replaced, stays among them.
+        backups = node(name).check_output("ls -1t /etc/lighttpd/lighttpd.conf.*~").split()
+        assert 1 <= len(backups) <= 6, backups
+        assert 'include "/etc/lighttpd/conf-enabled/*.conf"' in node(name).file(backups[-1]).content_string, backups
 
 
 def test_rolling_deploy_switches_every_app_server_without_failing_a_request(sources):
