@@ -101,6 +101,19 @@ BAD_INPUTS = [
     ({"lighttpd_fastcgi_socket_dir": "/tmp/lightweb-fcgi"}, "lighttpd_fastcgi_socket_dir"),
     ({"lighttpd_document_root": "/home/www"}, "lighttpd_document_root"),
     ({"lighttpd_error_log": "/etc/lighttpd/logs/error.log"}, "lighttpd_error_log"),
+    # The same for the app's service, whose children's try-outs run outside it.
+    ({"webpy_app_base_dir": "/home/deploy/shop"}, "webpy_app_base_dir"),
+    ({"webpy_app_log_dir": "/tmp/shop-logs"}, "webpy_app_log_dir"),
+    ({"webpy_app_state_dirs": ["/home/shop/uploads"]}, "webpy_app_state_dirs"),
+    ({"webpy_app_state_dirs": ["/etc/shop"]}, "webpy_app_state_dirs"),
+    # Where acme.sh keeps what it issues: the server started on it could not open it.
+    ({"lighttpd_tls_enabled": True, "lighttpd_tls_certificate_file": "/root/.acme.sh/example.com/fullchain.cer",
+      "lighttpd_tls_private_key_file": "/root/.acme.sh/example.com/example.com.key"}, "lighttpd_tls_certificate_file"),
+    # Addresses that look right and would fail only at nft's or lighttpd's own check.
+    ({"webpy_app_process_manager": "systemd", "webpy_app_allowed_clients": ["10.0.0.0/33"]},
+     "webpy_app_allowed_clients"),
+    ({"webpy_app_process_manager": "systemd", "webpy_app_listen_address": "10.0.0.256"}, "webpy_app_listen_address"),
+    ({"lighttpd_status_allowed": ["10.0.0.300"]}, "lighttpd_status_allowed"),
     # lighttpd hands the app every URL starting with its prefix.
     ({"lighttpd_fastcgi_prefix": "/s"}, "lighttpd_fastcgi_prefix"),
     ({"lighttpd_static_prefix": "/apps"}, "lighttpd_fastcgi_prefix"),
