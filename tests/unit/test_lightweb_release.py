@@ -565,3 +565,35 @@ def test_probe_spawn_leaves_no_trial_server_behind(tmp_path, capsys):
         os.kill(int(pid_file.read_text()), 0)
     # Waiting for a server that ignores SIGTERM used to hold the probe 10 s.
     assert elapsed < 5, "the probe waited %.1f s for the trial server to stop" % elapsed
+
+
+@pytest.mark.parametrize("state, started_ago, pending", [
+    ("active", 60, True),  # started before the switch 30 s ago: the app runs the release before
+    ("active", 10, False),  # restarted after it
+    ("active", 30, False),  # within the switch's second: the restart that follows it
+    ("inactive", 60, False),  # not running: starting it is the run's other checks' business
+])
+def test_status_says_when_the_app_runs_since_before_the_last_switch(tmp_path, monkeypatch, state, started_ago, pending):
+    make_release(tmp_path, "a")
+    layout = lightweb_release.Layout(str(tmp_path))
+    layout.switch("a")
+    switched = int(time.time()) - 30
+    os.utime(layout.current_link, (switched, switched), follow_symlinks=False)
+    # systemctl as `systemctl show --timestamp=unix` answers for the unit.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "systemctl").write_text("#!/bin/sh\necho ActiveState=%s\necho ActiveEnterTimestamp=@%d\n"
+                                       % (state, switched + 30 - started_ago))
+    (bin_dir / "systemctl").chmod(0o755)
+    monkeypatch.setenv("PATH", "%s:%s" % (bin_dir, os.environ["PATH"]))
+    assert layout.status(unit="webpy-example.service")["restart_pending"] is pending
+    assert "restart_pending" not in layout.status()
+
+
+def test_status_of_a_layout_without_a_switch_or_systemd_has_no_restart_pending(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
+    make_release(tmp_path, "a")
+    layout = lightweb_release.Layout(str(tmp_path))
+    assert layout.status(unit="webpy-example.service")["restart_pending"] is False  # no current yet
+    layout.switch("a")
+    assert layout.status(unit="webpy-example.service")["restart_pending"] is False  # no systemctl

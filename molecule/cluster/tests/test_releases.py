@@ -135,6 +135,28 @@ def test_rollback_rolls_the_farm_back_to_the_previous_release():
     assert set(served) == {"1"}, (served, before, after)
 
 
+def test_an_app_server_whose_restart_was_lost_is_deployed_again(sources):
+    """An app server whose `current` moved without the restart that follows
+    (a run failed in between) runs the release before while it names the new
+    one: the next deploy of that release takes it in, as one that does not
+    run it yet, and restarts its app onto it."""
+    app1 = node("lightweb-app1")
+    assert set(versions_served()) == {"1"}
+    # The rollback before left no history to name v2 by: its release on disk does.
+    v2_app = app1.check_output("grep -l '\"LIGHTWEB_APP_VERSION\", \"2\"' /srv/webpy/releases/*/app.py")
+    v2_release = v2_app.split("/")[-2]
+    app1.run_expect([0], "/srv/webpy/bin/lightweb-release --base /srv/webpy switch %s", v2_release)
+    assert set(versions_served()) == {"1"}
+    result = playbook("deploy", webpy_app_source_dir=str(sources["2"]))
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert set(versions_served()) == {"2"}
+    assert release_status(app1)["current"] == v2_release
+    # Back to the release site.yml deploys, for the tests after these.
+    result = playbook("rollback")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert set(versions_served()) == {"1"}
+
+
 def _failures_between(load, start, end):
     return [f for f in load["failures"] if start <= load["started"] + f["t"] < end]
 

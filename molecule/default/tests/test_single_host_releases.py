@@ -251,3 +251,28 @@ def test_a_file_the_requirements_name_is_part_of_them(host, sources):
                                       'import importlib.metadata as m; print(m.version("MarkupSafe"))')
         assert installed == pin.split("==")[1]
     assert venvs["6"] != venvs["7"]
+
+
+def test_a_switch_whose_restart_was_lost_is_restarted_by_the_next_run(host, sources):
+    """A run that switched `current` and then failed before its restart (a
+    settings trial, a lost connection) leaves the app on the release before,
+    with nothing else on the host to tell: the next run of that release
+    restarts the app onto it, and the run after changes nothing."""
+    before = release_status(host)
+    assert set(versions_served(host)) == {"7"}
+    # What such a run leaves: `current` moved, the app not restarted.
+    host.run_expect([0], "/srv/webpy/bin/lightweb-release --base /srv/webpy switch %s", before["previous"])
+    assert set(versions_served(host)) == {"7"}
+    status = json.loads(host.check_output("/srv/webpy/bin/lightweb-release --base /srv/webpy status --unit lighttpd.service"))
+    assert status["restart_pending"] is True
+    # A check run reports the restart, and leaves the app as it is.
+    result = run_playbook(NAME, "--check", "-e", json.dumps({"webpy_app_source_dir": str(sources["6"])}),
+                          playbook="playbooks/deploy.yml")
+    assert result.returncode == 0 and recap_changed(result, NAME) > 0, result.stdout[-3000:]
+    assert set(versions_served(host)) == {"7"}
+    result = playbook("deploy", webpy_app_source_dir=str(sources["6"]))
+    assert recap_changed(result, NAME) > 0, result.stdout[-3000:]
+    assert set(versions_served(host)) == {"6"}
+    assert release_status(host)["current"] == before["previous"]
+    result = playbook("deploy", webpy_app_source_dir=str(sources["6"]))
+    assert recap_changed(result, NAME) == 0, result.stdout[-3000:]

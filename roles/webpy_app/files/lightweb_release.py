@@ -620,12 +620,32 @@ class Layout:
             removed_wheels = [entry for entry in sorted(os.listdir(self.wheels)) if entry not in kept_venvs]
         return removed, removed_venvs, removed_wheels
 
-    def status(self, keep=None):
+    def status(self, keep=None, unit=None):
         result = {"changed": False, "current": self.current(), "previous": self.previous(),
                   "releases": self.listed(), "history": self.history()}
         if keep is not None:
             result["prunable"] = any(self._beyond(keep))
+        if unit is not None:
+            result["restart_pending"] = self.started_before_switch(unit)
         return result
+
+    def started_before_switch(self, unit):
+        """Whether the systemd unit that runs the app is active since before
+        `current` last moved: a run that switched and then failed before its
+        restart left the app on the release before, and nothing else would
+        differ for the next run. In whole seconds, as systemd gives them: the
+        restart that follows a switch may come within the same second."""
+        try:
+            shown = subprocess.run(["systemctl", "show", "--timestamp=unix", "--property=ActiveState",
+                                    "--property=ActiveEnterTimestamp", "--", unit],
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, universal_newlines=True,
+                                   check=False).stdout
+            linked = int(os.lstat(self.current_link).st_mtime)
+        except (FileNotFoundError, NotADirectoryError):
+            return False  # no systemd, or no release switched in yet
+        properties = dict(line.partition("=")[::2] for line in shown.splitlines())
+        started = properties.get("ActiveEnterTimestamp", "").lstrip("@")
+        return properties.get("ActiveState") in ("active", "reloading") and started.isdigit() and int(started) < linked
 
     def inspect(self, release, python, requirements):
         """All a run checks before it prepares a release, in one call: the
@@ -692,6 +712,7 @@ def build_parser():
     download_command.add_argument("pip", nargs="+", help="the pip download command, without --dest")
     status = commands.add_parser("status", help="current, previous and every release on disk")
     status.add_argument("--keep", type=int, help="also say whether prune --keep KEEP would remove anything")
+    status.add_argument("--unit", help="also say whether this systemd unit runs since before the last switch")
     inspect = commands.add_parser("inspect", help="what a run checks before it prepares a release")
     inspect.add_argument("release", type=release_id)
     inspect.add_argument("--python", required=True, help="the interpreter the virtualenvs are built with")
@@ -720,7 +741,7 @@ def main(argv=None):
         if getattr(args, "keep", None) is not None and args.keep < 1:
             raise SystemExit("--keep must be at least 1")
         if args.command == "status":
-            result = layout.status(args.keep)
+            result = layout.status(args.keep, args.unit)
         elif args.command == "inspect":
             result = layout.inspect(args.release, args.python, args.requirements)
         elif args.command == "switch":
