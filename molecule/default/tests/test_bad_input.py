@@ -114,6 +114,7 @@ BAD_INPUTS = [
      "webpy_app_allowed_clients"),
     ({"webpy_app_process_manager": "systemd", "webpy_app_listen_address": "10.0.0.256"}, "webpy_app_listen_address"),
     ({"lighttpd_status_allowed": ["10.0.0.300"]}, "lighttpd_status_allowed"),
+    ({"lighttpd_status_allowed": ["fd00:1:2/48"]}, "lighttpd_status_allowed"),  # 3 groups, no "::"
     # lighttpd hands the app every URL starting with its prefix.
     ({"lighttpd_fastcgi_prefix": "/s"}, "lighttpd_fastcgi_prefix"),
     ({"lighttpd_static_prefix": "/apps"}, "lighttpd_fastcgi_prefix"),
