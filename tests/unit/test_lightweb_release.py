@@ -567,23 +567,33 @@ def test_probe_spawn_leaves_no_trial_server_behind(tmp_path, capsys):
     assert elapsed < 5, "the probe waited %.1f s for the trial server to stop" % elapsed
 
 
-@pytest.mark.parametrize("state, started_ago, pending", [
-    ("active", 60, True),  # started before the switch 30 s ago: the app runs the release before
-    ("active", 10, False),  # restarted after it
-    ("active", 30, False),  # within the switch's second: the restart that follows it
-    ("inactive", 60, False),  # not running: starting it is the run's other checks' business
+@pytest.mark.parametrize("state, started_ago, unit_changed_ago, pending", [
+    ("active", 60, 90, True),  # started before the switch 30 s ago: the app runs the release before
+    ("active", 10, 90, False),  # restarted after it
+    ("active", 30, 90, False),  # within the switch's second: the restart that follows it
+    ("inactive", 60, 90, False),  # not running: starting it is the run's other checks' business
+    ("active", 20, 15, True),  # restarted after the switch, but its unit file (settings) changed since
+    ("active", 10, 15, False),  # restarted after both
 ])
-def test_status_says_when_the_app_runs_since_before_the_last_switch(tmp_path, monkeypatch, state, started_ago, pending):
+def test_status_says_when_the_app_runs_since_before_the_last_change(tmp_path, monkeypatch, state, started_ago,
+                                                                    unit_changed_ago, pending):
     make_release(tmp_path, "a")
     layout = lightweb_release.Layout(str(tmp_path))
     layout.switch("a")
-    switched = int(time.time()) - 30
-    os.utime(layout.current_link, (switched, switched), follow_symlinks=False)
+    now = int(time.time())
+    os.utime(layout.current_link, (now - 30, now - 30), follow_symlinks=False)
+    unit_file = tmp_path / "webpy-example.service"
+    unit_file.write_text("[Service]\n")
+    drop_in = tmp_path / "override.conf"
+    drop_in.write_text("[Service]\n")
+    os.utime(unit_file, (now - 100, now - 100))
+    os.utime(drop_in, (now - unit_changed_ago, now - unit_changed_ago))
     # systemctl as `systemctl show --timestamp=unix` answers for the unit.
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "systemctl").write_text("#!/bin/sh\necho ActiveState=%s\necho ActiveEnterTimestamp=@%d\n"
-                                       % (state, switched + 30 - started_ago))
+    (bin_dir / "systemctl").write_text(
+        "#!/bin/sh\necho ActiveState=%s\necho ActiveEnterTimestamp=@%d\necho FragmentPath=%s\n"
+        "echo DropInPaths=%s %s\n" % (state, now - started_ago, unit_file, drop_in, tmp_path / "gone.conf"))
     (bin_dir / "systemctl").chmod(0o755)
     monkeypatch.setenv("PATH", "%s:%s" % (bin_dir, os.environ["PATH"]))
     assert layout.status(unit="webpy-example.service")["restart_pending"] is pending

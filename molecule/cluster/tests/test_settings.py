@@ -3,6 +3,7 @@ tried on a private socket before they are applied, and the app is checked
 again once it runs with them under systemd."""
 
 import json
+import time
 
 from lightweb_testlib import (
     assert_settings_refused, file_checksum, main_pid, node, recap_changed, run_playbook, wait_for,
@@ -56,4 +57,24 @@ def test_settings_that_fail_only_under_systemd_fail_the_run_and_a_fixed_run_reco
     assert recap_changed(fixed, APPSERVER) > 0
     assert app.service(UNIT + ".service").is_running
     assert "UWSGI_LOGTO" not in app.check_output("systemctl show -p Environment %s.service" % UNIT)
+    wait_for(FRONTEND_URL, "/api/info")
+
+
+def test_a_unit_whose_restart_was_lost_is_restarted_by_the_next_run():
+    """A run cut off after writing the app's unit and before its restart
+    leaves the old settings running; a daemon-reload by anything else (a
+    package install) hides that from NeedDaemonReload. The next run of the
+    same settings restarts the app, and the run after changes nothing."""
+    app = node(APPSERVER)
+    status = "/srv/webpy/bin/lightweb-release --base /srv/webpy status --unit " + SERVICE
+    pid = main_pid(app, SERVICE)
+    # What such a run leaves: the unit written after the app started, and loaded.
+    time.sleep(1.1)  # systemd gives the start in whole seconds
+    app.check_output("touch %s && systemctl daemon-reload", UNIT_FILE)
+    assert json.loads(app.check_output(status))["restart_pending"] is True
+    result = run_playbook(APPSERVER)
+    assert result.returncode == 0 and recap_changed(result, APPSERVER) > 0, result.stdout[-3000:]
+    assert main_pid(app, SERVICE) != pid
+    assert json.loads(app.check_output(status))["restart_pending"] is False
+    assert recap_changed(run_playbook(APPSERVER), APPSERVER) == 0
     wait_for(FRONTEND_URL, "/api/info")

@@ -626,26 +626,36 @@ class Layout:
         if keep is not None:
             result["prunable"] = any(self._beyond(keep))
         if unit is not None:
-            result["restart_pending"] = self.started_before_switch(unit)
+            result["restart_pending"] = self.started_before_change(unit)
         return result
 
-    def started_before_switch(self, unit):
+    def started_before_change(self, unit):
         """Whether the systemd unit that runs the app is active since before
-        `current` last moved: a run that switched and then failed before its
-        restart left the app on the release before, and nothing else would
-        differ for the next run. In whole seconds, as systemd gives them: the
-        restart that follows a switch may come within the same second."""
+        `current` last moved or its unit files (the app's settings) last
+        changed: a run that changed them and then failed before its restart
+        left the app as it was, and nothing else would differ for the next
+        run (a daemon-reload by anything else, a package install, also hides
+        a changed unit file from NeedDaemonReload). In whole seconds, as
+        systemd gives them: the restart that follows a change may come within
+        the same second."""
         try:
             shown = subprocess.run(["systemctl", "show", "--timestamp=unix", "--property=ActiveState",
-                                    "--property=ActiveEnterTimestamp", "--", unit],
+                                    "--property=ActiveEnterTimestamp", "--property=FragmentPath",
+                                    "--property=DropInPaths", "--", unit],
                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, universal_newlines=True,
                                    check=False).stdout
-            linked = int(os.lstat(self.current_link).st_mtime)
+            changed = [os.lstat(self.current_link).st_mtime]
         except (FileNotFoundError, NotADirectoryError):
             return False  # no systemd, or no release switched in yet
         properties = dict(line.partition("=")[::2] for line in shown.splitlines())
+        for path in [properties.get("FragmentPath", "")] + properties.get("DropInPaths", "").split():
+            try:
+                changed.append(os.stat(path).st_mtime)
+            except OSError:
+                pass  # none, or removed since systemd loaded the unit
         started = properties.get("ActiveEnterTimestamp", "").lstrip("@")
-        return properties.get("ActiveState") in ("active", "reloading") and started.isdigit() and int(started) < linked
+        return (properties.get("ActiveState") in ("active", "reloading") and started.isdigit()
+                and int(started) < int(max(changed)))
 
     def inspect(self, release, python, requirements):
         """All a run checks before it prepares a release, in one call: the
@@ -712,7 +722,7 @@ def build_parser():
     download_command.add_argument("pip", nargs="+", help="the pip download command, without --dest")
     status = commands.add_parser("status", help="current, previous and every release on disk")
     status.add_argument("--keep", type=int, help="also say whether prune --keep KEEP would remove anything")
-    status.add_argument("--unit", help="also say whether this systemd unit runs since before the last switch")
+    status.add_argument("--unit", help="also say whether this systemd unit runs since before the last switch or change of its unit files")
     inspect = commands.add_parser("inspect", help="what a run checks before it prepares a release")
     inspect.add_argument("release", type=release_id)
     inspect.add_argument("--python", required=True, help="the interpreter the virtualenvs are built with")
