@@ -413,9 +413,11 @@ def example_release(tmp_path, version, append=""):
     return source
 
 
-def release_status(host, base="/srv/webpy"):
-    """What lightweb-release says about the host's releases."""
-    return json.loads(host.check_output("%s/bin/lightweb-release --base %s status" % (base, base)))
+def release_status(host, base="/srv/webpy", unit=None):
+    """What lightweb-release says about the host's releases (with `unit`,
+    also whether that unit missed a restart)."""
+    command = "%s/bin/lightweb-release --base %s status" % (base, base)
+    return json.loads(host.check_output(command + (" --unit %s" % unit if unit else "")))
 
 
 def release_venv(host, release, base="/srv/webpy"):

@@ -6,7 +6,7 @@ import json
 import time
 
 from lightweb_testlib import (
-    assert_settings_refused, file_checksum, main_pid, node, recap_changed, run_playbook, wait_for,
+    assert_settings_refused, file_checksum, main_pid, node, recap_changed, release_status, run_playbook, wait_for,
 )
 
 APPSERVER = "lightweb-app1"  # uWSGI
@@ -66,15 +66,14 @@ def test_a_unit_whose_restart_was_lost_is_restarted_by_the_next_run():
     package install) hides that from NeedDaemonReload. The next run of the
     same settings restarts the app, and the run after changes nothing."""
     app = node(APPSERVER)
-    status = "/srv/webpy/bin/lightweb-release --base /srv/webpy status --unit " + SERVICE
     pid = main_pid(app, SERVICE)
     # What such a run leaves: the unit written after the app started, and loaded.
     time.sleep(1.1)  # systemd gives the start in whole seconds
     app.check_output("touch %s && systemctl daemon-reload", UNIT_FILE)
-    assert json.loads(app.check_output(status))["restart_pending"] is True
+    assert release_status(app, unit=SERVICE)["restart_pending"] is True
     result = run_playbook(APPSERVER)
     assert result.returncode == 0 and recap_changed(result, APPSERVER) > 0, result.stdout[-3000:]
     assert main_pid(app, SERVICE) != pid
-    assert json.loads(app.check_output(status))["restart_pending"] is False
+    assert release_status(app, unit=SERVICE)["restart_pending"] is False
     assert recap_changed(run_playbook(APPSERVER), APPSERVER) == 0
     wait_for(FRONTEND_URL, "/api/info")

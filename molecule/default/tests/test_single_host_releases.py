@@ -263,8 +263,7 @@ def test_a_switch_whose_restart_was_lost_is_restarted_by_the_next_run(host, sour
     # What such a run leaves: `current` moved, the app not restarted.
     host.run_expect([0], "/srv/webpy/bin/lightweb-release --base /srv/webpy switch %s", before["previous"])
     assert set(versions_served(host)) == {"7"}
-    status = json.loads(host.check_output("/srv/webpy/bin/lightweb-release --base /srv/webpy status --unit lighttpd.service"))
-    assert status["restart_pending"] is True
+    assert release_status(host, unit="lighttpd.service")["restart_pending"] is True
     # A check run reports the restart, and leaves the app as it is.
     result = run_playbook(NAME, "--check", "-e", json.dumps({"webpy_app_source_dir": str(sources["6"])}),
                           playbook="playbooks/deploy.yml")
