@@ -324,6 +324,19 @@ def recap_changed(result, name):
     return int(recap.group(1))
 
 
+# The roles' task files a run reaches only when a host differs from what
+# they deploy: a run that finds a host in place runs none of them.
+_STEP_FILES = {"activate", "backends", "code", "conf_file", "config", "install", "release", "runtime", "service",
+               "settings_trial", "spawn_settings", "static_copy", "tls", "user", "venv", "venv_build", "venv_index",
+               "venv_wheels"}
+
+
+def steps_run(result):
+    """The tasks of the roles' steps that a run reached, skipped or not."""
+    tasks = re.findall(r"^TASK \[lightweb\.webpy\.\w+ : (\w+) \| ([^\]]*)\]", result.stdout, re.MULTILINE)
+    return ["%s | %s" % task for task in tasks if task[0] in _STEP_FILES]
+
+
 def power_cycle(name, down=0.0, seconds=180):
     """Stop a test host's container, leave it off for `down` seconds, start
     it again, and return systemd's state once the boot has ended."""

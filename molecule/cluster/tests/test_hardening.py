@@ -8,7 +8,7 @@ import ssl
 import pytest
 from lightweb_testlib import (
     assert_default_security_headers, exported_inventory, http, node, recap_changed, run_playbook, run_playbook_with_inventory,
-    tcp_connects, under_load,
+    steps_run, tcp_connects, under_load,
 )
 
 FRONTEND_IPS = {"lightweb-fe1": "10.89.42.11", "lightweb-fe2": "10.89.42.12"}
@@ -113,10 +113,17 @@ def test_certificate_given_as_content_or_as_host_paths_is_served(tmp_path):
     try:
         # As PEM content, the vault-friendly way: written by the role.
         content = _new_pair(host, "/root/lightweb-tls-content", "lightweb-content")
-        provision(lighttpd_tls_self_signed=False, lighttpd_tls_certificate=content,
-                  lighttpd_tls_private_key=host.check_output("cat /root/lightweb-tls-content/key.pem"))
+        as_content = dict(lighttpd_tls_self_signed=False, lighttpd_tls_certificate=content,
+                          lighttpd_tls_private_key=host.check_output("cat /root/lightweb-tls-content/key.pem"))
+        provision(**as_content)
         assert _same_certificate(_served_certificate(address), content)
         assert host.check_output("cat /etc/lighttpd/tls/cert.pem") == content
+        # The files written from the content are compared with it: a re-run
+        # finds lighttpd in place and runs none of its steps.
+        again = run_playbook_with_inventory(inventory_with(**as_content), name, "playbooks/site.yml", tmp_path)
+        assert again.returncode == 0, again.stdout[-3000:]
+        assert recap_changed(again, name) == 0, again.stdout[-3000:]
+        assert steps_run(again) == [], again.stdout[-3000:]
         # As paths of files already on the host, links to the files as a
         # certificate client keeps them (live/ -> archive/).
         given = _new_pair(host, "/etc/ssl/lightweb-given/archive", "lightweb-given")

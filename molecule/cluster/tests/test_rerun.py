@@ -5,7 +5,7 @@ right, and then a run changes nothing."""
 import re
 import ssl
 
-from lightweb_testlib import file_checksum, node, recap_changed, run_playbook, wait_for
+from lightweb_testlib import file_checksum, node, recap_changed, run_playbook, steps_run, wait_for
 
 APPSERVER = "lightweb-app2"
 FRONTEND = "lightweb-fe2"
@@ -49,6 +49,7 @@ def test_a_rerun_puts_right_what_was_changed_by_hand_on_the_farm_then_changes_no
     again = run_playbook("%s,%s" % (APPSERVER, FRONTEND))
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert changed_counts(again) == {APPSERVER: 0, FRONTEND: 0}, again.stdout[-3000:]
+    assert steps_run(again) == [], again.stdout[-3000:]
 
 
 def test_a_changed_socket_unit_moves_the_listening_port_back():
