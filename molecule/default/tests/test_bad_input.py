@@ -29,6 +29,9 @@ BAD_REQUIREMENTS = {"missing": "-r base.txt", "outside": "-c ../constraints.txt"
                     "relative": "./vendor/mylib", "editable": "-e ."}
 
 BAD_INPUTS = [
+    # As `-e lighttpd_status_enabled=true` gives them: text, not true or false.
+    ({"lighttpd_status_enabled": "true"}, "lighttpd_status_enabled"),
+    ({"webpy_app_debug": "false"}, "webpy_app_debug"),
     ({"lighttpd_port": "eighty"}, "lighttpd_port"),
     ({"lighttpd_port": 70000}, "lighttpd_port"),
     ({"lighttpd_static_prefix": "sta/"}, "lighttpd_static_prefix"),
