@@ -60,3 +60,14 @@ def test_a_run_tagged_to_switch_releases_also_checks_the_switched_app():
         capture_output=True, text=True, check=False, cwd=ROOT)
     assert listed.returncode == 0, listed.stderr
     assert "Check the app on its new release (back to the one before if it fails)" in listed.stdout, listed.stdout
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_the_settings_check_knows_every_boolean_setting(role):
+    # validate.yml names a true-or-false setting given as text; the list it
+    # checks is written out (no file read on every run), so it must follow
+    # the spec.
+    options = load(role, "meta/argument_specs.yml")["argument_specs"]["main"]["options"]
+    check = load(role, "tasks/validate.yml")[0]
+    listed = check["vars"]["__%s_booleans" % role]
+    assert sorted(listed) == sorted(name for name, option in options.items() if option.get("type") == "bool")
