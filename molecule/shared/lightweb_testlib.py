@@ -324,17 +324,17 @@ def recap_changed(result, name):
     return int(recap.group(1))
 
 
-# The roles' task files a run reaches only when a host differs from what
-# they deploy: a run that finds a host in place runs none of them.
-_STEP_FILES = {"activate", "backends", "code", "conf_file", "config", "install", "release", "runtime", "service",
-               "settings_trial", "spawn_settings", "static_copy", "tls", "user", "venv", "venv_build", "venv_index",
-               "venv_wheels"}
+# The roles' task files a run reaches when it finds a host in place: the
+# settings checks, the release's name, the one read and compare of each
+# role, the static tree's read, and the health check's skipped tasks. Any
+# other is a step, reached only when a host differs from what they deploy.
+_IN_PLACE_FILES = {"validate", "validate_tls", "release_id", "arrival", "static", "health"}
 
 
 def steps_run(result):
     """The tasks of the roles' steps that a run reached, skipped or not."""
     tasks = re.findall(r"^TASK \[lightweb\.webpy\.\w+ : (\w+) \| ([^\]]*)\]", result.stdout, re.MULTILINE)
-    return ["%s | %s" % task for task in tasks if task[0] in _STEP_FILES]
+    return ["%s | %s" % task for task in tasks if task[0] not in _IN_PLACE_FILES]
 
 
 def power_cycle(name, down=0.0, seconds=180):
