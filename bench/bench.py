@@ -194,7 +194,7 @@ def edit(conf, pattern, replacement, count=0, flags=0):
 
 def lighttpd_variant(host, tag, port, max_procs=None, backends=None,
                      before_static=False, no_headers=False, flup=False, same_priority=False,
-                     bare=False, other_policy=False, self_rewrite=False):
+                     bare=False, other_policy=False, self_rewrite=False, thunder_lock=False):
     """Run a second lighttpd from the collection's own lighttpd.conf, changing
     only the port and the process count or the list of app servers."""
     conf = pexec(host, "cat", "/etc/lighttpd/lighttpd.conf")
@@ -216,6 +216,8 @@ def lighttpd_variant(host, tag, port, max_procs=None, backends=None,
         conf = edit(conf, r'"bin-path"(\s*)=> "/usr/bin/chrt --batch 0 /usr/bin/nice -n \d+ ', r'"bin-path"\1=> "')
     if other_policy:  # nice 5 without SCHED_BATCH, as before webpy_app_cpu_policy
         conf = edit(conf, r'"bin-path"(\s*)=> "/usr/bin/chrt --batch 0 ', r'"bin-path"\1=> "')
+    if thunder_lock:  # uWSGI serializing accept() with its process-shared lock
+        conf = edit(conf, r" --threads (\d+) ", r" --threads \1 --thunder-lock ")
     if self_rewrite:  # /sta rewritten to itself, as before the blank rewrite target
         conf = edit(conf, r'\n  "\^/sta/" => "",\n', '\n  "^/sta/(.*)$" => "/sta/$1",\n')
     if bare:  # only what serving files needs (still no access log): what the rest costs /sta
@@ -321,6 +323,7 @@ def setup_comparisons():
         lighttpd_variant(SINGLE, "bench-bare", 8122, max_procs=1, bare=True)
         lighttpd_variant(SINGLE, "bench-nice0", 8111, max_procs=PROCS, same_priority=True)
         lighttpd_variant(SINGLE, "bench-other", 8112, max_procs=PROCS, other_policy=True)
+        lighttpd_variant(SINGLE, "bench-thunder", 8113, max_procs=PROCS, thunder_lock=True)
 
 
 # --- measuring --------------------------------------------------------------
@@ -358,6 +361,7 @@ SERVERS = {
     "flup": {"app": ("flup", [SINGLE])},
     "nice0": {"lighttpd": ("lighttpd:bench-nice0", [SINGLE]), "app": ("fcgi:bench-nice0", [SINGLE])},
     "other": {"lighttpd": ("lighttpd:bench-other", [SINGLE]), "app": ("fcgi:bench-other", [SINGLE])},
+    "thunder": {"lighttpd": ("lighttpd:bench-thunder", [SINGLE]), "app": ("fcgi:bench-thunder", [SINGLE])},
     # Static files: lighttpd alone, each variant its own process.
     "sta": {"lighttpd": ("lighttpd", [SINGLE])},
     "stock": {"lighttpd": ("lighttpd:stock", [SINGLE])},
@@ -390,6 +394,7 @@ def parse_wrk(text):
         found = re.search(pattern, text)
         return float(found.group(1)) if found else 0.0
     p99 = re.search(r"^\s*99%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+    mean = re.search(r"^\s*Latency\s+([\d.]+)(us|ms|s)\s", text, re.M)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
     requests = int(number(r"(\d+) requests in"))
     non_2xx = int(number(r"Non-2xx or 3xx responses:\s+(\d+)"))
@@ -399,6 +404,8 @@ def parse_wrk(text):
         "rps": rps * (requests - non_2xx) / requests if requests else 0.0,
         "requests": requests,
         "p99_ms": float(p99.group(1)) * UNIT[p99.group(2)] if p99 else None,
+        # Like p99, as wrk gives it: corrected for coordinated omission.
+        "mean_ms": float(mean.group(1)) * UNIT[mean.group(2)] if mean else None,
         "non_2xx": non_2xx,
         "socket_errors": sum(int(n) for n in errors.groups()) if errors else 0,
     }
@@ -408,6 +415,8 @@ def wrk(case, seconds, sample=False):
     """One wrk run; with sample, CPU per request and memory under load too."""
     before = snapshot(case["layout"]) if sample else None
     argv = ["wrk", "-t2", "-c%d" % case["conns"], "-d%ds" % seconds, "--latency", case["url"]]
+    if "script" in case:
+        argv[1:1] = ["-s", os.path.join(HERE, case["script"])]
     for header in case.get("headers", []):
         argv[1:1] = ["-H", header]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -434,6 +443,11 @@ def cases(layouts):
         {"name": "hello lighttpd+FastCGI farm", "layout": "farm", "url": fe1 + "/hello"},
         {"name": "hello nginx+gunicorn sync", "layout": "gunicorn", "url": single + ":8080/hello"},
         {"name": "hello web.py built-in server", "layout": "webpy", "url": single + ":8082/hello"},
+        # The same offered load for both: the tail below saturation.
+        {"name": "hello lighttpd+FastCGI single, paced", "layout": "paced", "url": single + "/hello",
+         "script": "paced.lua"},
+        {"name": "hello nginx+gunicorn sync, paced", "layout": "paced", "url": single + ":8080/hello",
+         "script": "paced.lua"},
         # The same bytes from disk.
         {"name": "static /sta (collection config)", "layout": "sta", "url": single + "/sta/style.css"},
         {"name": "static stock lighttpd", "layout": "stock", "url": single + ":8090/style.css"},
@@ -467,6 +481,8 @@ def cases(layouts):
              "url": single + ":8111/hello"},
             {"name": "before: hello uWSGI at nice 5, SCHED_OTHER", "layout": "other",
              "url": single + ":8112/hello"},
+            {"name": "proposal: hello uWSGI with --thunder-lock", "layout": "thunder",
+             "url": single + ":8113/hello"},
         ]
     # Each route's rows run one after the other, so what a row is compared
     # with ran within the same minute.
@@ -501,9 +517,9 @@ def summarize(chosen, results):
     for case in chosen:
         rows = results[case["name"]]
         entry = {"url": case["url"], "conns": case["conns"], "rps": median_of(rows, "rps"),
-                 "p99_ms": median_of(rows, "p99_ms"),
+                 "p99_ms": median_of(rows, "p99_ms"), "mean_ms": median_of(rows, "mean_ms"),
                  "errors": sum(r["non_2xx"] + r["socket_errors"] for r in rows),
-                 "runs": [{key: r[key] for key in ("rps", "p99_ms", "cpu_us_per_req") if key in r} for r in rows]}
+                 "runs": [{key: r[key] for key in ("rps", "p99_ms", "mean_ms", "cpu_us_per_req") if key in r} for r in rows]}
         if rows and "cpu_us_per_req" in rows[0]:
             entry["cpu_us_per_req"] = {label: statistics.median(r["cpu_us_per_req"][label] for r in rows)
                                        for label in rows[0]["cpu_us_per_req"]}

@@ -7,6 +7,7 @@ import statistics
 import sys
 
 IDEAL_CONNS = 64
+PACED = ", paced"  # suffix of the rows run with bench/paced.lua
 IO_MS = 20
 
 
@@ -38,8 +39,13 @@ def ratios(report):
     if get(hello) and get(gun):
         ratio = get(hello) / get(gun)
         p99, p99_gun = get(hello, "p99_ms"), get(gun, "p99_ms")
+        paced = ""
+        if get(hello + PACED, "p99_ms") and get(gun + PACED, "p99_ms"):
+            paced = "; paced, at %s vs %s req/s: p99 %s vs %s ms" % (
+                fmt(get(hello + PACED)), fmt(get(gun + PACED)),
+                fmt(get(hello + PACED, "p99_ms"), 1), fmt(get(gun + PACED, "p99_ms"), 1))
         rows.append(target_row("hello: lighttpd+FastCGI / nginx+gunicorn, %d procs each" % report["settings"]["procs"],
-                               "%.2fx req/s; p99 %s vs %s ms" % (ratio, fmt(p99, 1), fmt(p99_gun, 1)),
+                               "%.2fx req/s; p99 %s vs %s ms%s" % (ratio, fmt(p99, 1), fmt(p99_gun, 1), paced),
                                ">= 2.0x, p99 no worse", ratio >= 2.0 and p99 <= p99_gun))
     io, io_gun = "io single 4 procs", "io nginx+gunicorn sync"
     if get(io) and get(io_gun):
@@ -116,6 +122,18 @@ def markdown(report):
             " ".join(fmt(r["rps"]) for r in row["runs"]), row["errors"], fmt(cpu.get("app")),
             # A static file costs lighttpd about 10 us: whole microseconds hide the differences.
             fmt(front, 0 if cpu.get("app") else 1)))
+    saturated = [(name, row) for name, row in report.get("load", {}).items()
+                 if name.startswith("hello ") and not name.endswith(PACED) and row.get("mean_ms") and row["rps"]]
+    if saturated:
+        # Each connection has one request out at a time, so the mean of the
+        # latencies wrk timed is at most connections / req/s. wrk adds, for
+        # every latency over twice that interval, samples at the latency less
+        # each multiple of it (its correction for coordinated omission): the
+        # faster a server, the shorter the interval and the more it adds.
+        out += ["", "wrk's mean latency (corrected, as its p99 is) against connections / req/s, the most "
+                "the mean of the latencies it timed can be: " + "; ".join(
+                    "%s %.2f vs %.2f ms" % (name, row["mean_ms"], row["conns"] / row["rps"] * 1000)
+                    for name, row in saturated) + "."]
     if "io single 4 procs" in report.get("load", {}):
         out += ["", "Ideal for the 20 ms route at %d connections: %d req/s." % (IDEAL_CONNS, IDEAL_CONNS * 1000 // IO_MS)]
     floor = report.get("floor")
