@@ -122,8 +122,10 @@ def markdown(report):
             " ".join(fmt(r["rps"]) for r in row["runs"]), row["errors"], fmt(cpu.get("app")),
             # A static file costs lighttpd about 10 us: whole microseconds hide the differences.
             fmt(front, 0 if cpu.get("app") else 1)))
+    # Every hello row at full speed, "before:" and "proposal:" rows too.
     saturated = [(name, row) for name, row in report.get("load", {}).items()
-                 if name.startswith("hello ") and not name.endswith(PACED) and row.get("mean_ms") and row["rps"]]
+                 if name.split(": ")[-1].startswith("hello ") and not name.endswith(PACED)
+                 and row.get("mean_ms") and row["rps"]]
     if saturated:
         # Each connection has one request out at a time, so the mean of the
         # latencies wrk timed is at most connections / req/s. wrk adds, for
